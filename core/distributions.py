@@ -1,0 +1,296 @@
+"""Next-token distributions, the sampling transforms on them, and text scoring.
+
+A language model's core task is to give, for a prefix, a probability for
+every token in its vocabulary. ``next_token_distribution`` computes that once
+per prefix (memoised) and keeps the full logits, so temperature, top-k, top-p
+and min-p can reshape it afterwards without a new forward pass.
+
+Probabilities are computed in float64 from the model's float32 logits
+whatever the model's dtype, so they sum to 1 to the last digit shown;
+entropies are in nats (``entropy_bits`` gives bits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.errors import InvalidInput
+from core.models import LoadedModel
+from core.result_cache import ResultCache
+from core.tokens import check_fits, display_token, validate_prompt
+
+DISTRIBUTION_CACHE: ResultCache[NextTokenDistribution] = ResultCache(capacity=256)
+SCORE_CACHE: ResultCache[TextScore] = ResultCache(capacity=64)
+MAX_TEMPERATURE = 100.0
+
+
+@dataclass(frozen=True)
+class TokenProb:
+    """A candidate token with its probability. ``id`` is None where a backend gives only text."""
+
+    id: int | None
+    token: str
+    prob: float
+    logprob: float
+
+    @property
+    def display(self) -> str:
+        return display_token(self.token)
+
+
+def _entropy(probs: torch.Tensor, logprobs: torch.Tensor) -> float:
+    mask = probs > 0
+    return float(-(probs[mask] * logprobs[mask]).sum())
+
+
+@dataclass(eq=False)
+class NextTokenDistribution:
+    """The model's distribution over the next token after ``prompt_ids``.
+
+    ``logits`` is the full float32 vector (shape ``[vocab]``); ``probs`` and
+    ``logprobs`` are derived from it once.
+    """
+
+    model: str
+    prompt_ids: tuple[int, ...]
+    logits: torch.Tensor
+    tokenizer: Any = field(repr=False)
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        # float64: over ~50k tokens, float32 rounding leaves sums off 1 by ~1e-5
+        self.logprobs = torch.log_softmax(self.logits.double(), dim=-1)
+        self.probs = self.logprobs.exp()
+
+    @property
+    def entropy(self) -> float:
+        """Shannon entropy in nats."""
+        return _entropy(self.probs, self.logprobs)
+
+    @property
+    def entropy_bits(self) -> float:
+        return self.entropy / math.log(2)
+
+    def token_prob(self, token_id: int) -> TokenProb:
+        return TokenProb(
+            token_id,
+            self.tokenizer.decode([token_id]),
+            float(self.probs[token_id]),
+            float(self.logprobs[token_id]),
+        )
+
+    def top(self, k: int) -> list[TokenProb]:
+        """The ``k`` most likely tokens, most likely first."""
+        k = check_top_k(k, self.probs.shape[0])
+        ids = torch.topk(self.probs, k).indices
+        return [self.token_prob(int(i)) for i in ids]
+
+    def rank_of(self, token_id: int) -> int:
+        """1 for the most likely token; ties share the better rank."""
+        return int((self.logits > self.logits[token_id]).sum()) + 1
+
+
+def check_top_k(k: int, vocab_size: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise InvalidInput(f"top-k must be a whole number, not {k!r}.")
+    if k <= 0 or k > vocab_size:
+        raise InvalidInput(f"top-k must be between 1 and the vocabulary size ({vocab_size:,}); got {k}.")
+    return k
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How a distribution is reshaped before sampling.
+
+    Applied in the order Hugging Face ``generate()`` uses: temperature, then
+    top-k, then top-p, then min-p. ``temperature == 0`` means greedy: all
+    mass on the most likely token. ``top_k=None`` keeps every token.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    min_p: float = 0.0
+
+    def validate(self, vocab_size: int) -> SamplingSettings:
+        t = self.temperature
+        if not isinstance(t, int | float) or math.isnan(t) or t < 0 or t > MAX_TEMPERATURE:
+            raise InvalidInput(f"Temperature must be between 0 and {MAX_TEMPERATURE:g}; got {t}.")
+        if self.top_k is not None:
+            check_top_k(self.top_k, vocab_size)
+        if math.isnan(self.top_p) or not 0 < self.top_p <= 1:
+            raise InvalidInput(f"top-p must be above 0 and at most 1; got {self.top_p}.")
+        if math.isnan(self.min_p) or not 0 <= self.min_p <= 1:
+            raise InvalidInput(f"min-p must be between 0 and 1; got {self.min_p}.")
+        return self
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class ShapedToken:
+    """A token's probability before and after reshaping, and whether it survived."""
+
+    id: int
+    token: str
+    original_prob: float
+    prob: float
+    kept: bool
+
+    @property
+    def display(self) -> str:
+        return display_token(self.token)
+
+
+@dataclass(eq=False)
+class ShapedDistribution:
+    """A distribution after the sampling transforms.
+
+    ``kept`` marks the surviving tokens; ``probs`` is renormalised over them
+    (zero elsewhere).
+    """
+
+    original: NextTokenDistribution
+    settings: SamplingSettings
+    probs: torch.Tensor
+    kept: torch.Tensor
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.kept.sum())
+
+    @property
+    def entropy(self) -> float:
+        logprobs = torch.log(self.probs.clamp_min(1e-300))
+        return _entropy(self.probs, logprobs)
+
+    def top(self, k: int) -> list[ShapedToken]:
+        """The ``k`` tokens most likely *before* reshaping, so both views line up."""
+        k = check_top_k(k, self.probs.shape[0])
+        _, ids = torch.topk(self.original.probs, k)
+        decode = self.original.tokenizer.decode
+        return [
+            ShapedToken(
+                int(i),
+                decode([int(i)]),
+                float(self.original.probs[i]),
+                float(self.probs[i]),
+                bool(self.kept[i]),
+            )
+            for i in ids
+        ]
+
+
+def reshape(dist: NextTokenDistribution, settings: SamplingSettings) -> ShapedDistribution:
+    """Apply temperature, top-k, top-p and min-p to ``dist`` (no forward pass)."""
+    logits = dist.logits.double()
+    settings.validate(logits.shape[0])
+    if settings.is_greedy:
+        kept = torch.zeros_like(logits, dtype=torch.bool)
+        kept[int(torch.argmax(logits))] = True
+        return ShapedDistribution(dist, settings, kept.float(), kept)
+    scaled = logits / settings.temperature
+    kept = torch.ones_like(logits, dtype=torch.bool)
+    if settings.top_k is not None:
+        kth = torch.topk(scaled, settings.top_k).values[-1]
+        kept &= scaled >= kth
+    if settings.top_p < 1:
+        probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
+        sorted_probs, order = torch.sort(probs, descending=True)
+        mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        in_nucleus = mass_before < settings.top_p
+        in_nucleus[0] = True  # the most likely token always survives
+        nucleus = torch.zeros_like(kept)
+        nucleus[order[in_nucleus]] = True
+        kept &= nucleus
+    if settings.min_p > 0:
+        probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
+        kept &= probs >= settings.min_p * probs.max()
+    probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
+    return ShapedDistribution(dist, settings, probs, kept)
+
+
+def next_token_distribution(lm: LoadedModel, prompt_ids: list[int]) -> NextTokenDistribution:
+    """The distribution over the token after ``prompt_ids``, memoised per (model, ids)."""
+    check_fits(lm, len(prompt_ids))
+    key = (lm.key, None, tuple(prompt_ids))
+
+    def compute() -> NextTokenDistribution:
+        logits, _ = lm.forward(list(prompt_ids), last_only=True)
+        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer)
+
+    return DISTRIBUTION_CACHE.get_or_compute(key, compute)
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """How expected one token of a text was, given everything before it.
+
+    The first token has no prefix to be predicted from, so its ``prob``,
+    ``logprob`` and ``rank`` are None and it does not count in perplexity.
+    """
+
+    id: int
+    token: str
+    prob: float | None
+    logprob: float | None
+    rank: int | None
+    alternatives: tuple[TokenProb, ...] = ()
+
+    @property
+    def display(self) -> str:
+        return display_token(self.token)
+
+
+@dataclass(frozen=True)
+class TextScore:
+    tokens: tuple[TokenScore, ...]
+    perplexity: float
+    mean_nll: float
+    model: str
+
+    @property
+    def n_scored(self) -> int:
+        return sum(t.prob is not None for t in self.tokens)
+
+
+def score_text(lm: LoadedModel, text: str, alternatives: int = 5) -> TextScore:
+    """Score every token of ``text`` in one forward pass.
+
+    Tokens are those the tokenizer gives by default (a BOS is added for models
+    that use one, and then the first real token is scored against it).
+    Perplexity is ``exp(mean negative log-likelihood)`` over the scored tokens.
+    """
+    validate_prompt(text, "text")
+    ids: list[int] = lm.tokenizer(text)["input_ids"]
+    check_fits(lm, len(ids))
+    if len(ids) < 2:
+        raise InvalidInput("The text is a single token; scoring needs at least two, since the first has no prefix.")
+    alternatives = check_top_k(alternatives, lm.vocab_size)
+
+    def compute() -> TextScore:
+        logits, _ = lm.forward(ids)
+        logprobs = torch.log_softmax(logits[:-1].double(), dim=-1)  # row i predicts token i + 1
+        targets = torch.tensor(ids[1:])
+        chosen = logprobs.gather(1, targets[:, None])[:, 0]
+        ranks = (logprobs > chosen[:, None]).sum(dim=1) + 1
+        alt_logprobs, alt_ids = torch.topk(logprobs, alternatives, dim=-1)
+        decode = lm.tokenizer.decode
+        scores = [TokenScore(ids[0], decode([ids[0]]), None, None, None)]
+        for pos, token_id in enumerate(ids[1:]):
+            alts = tuple(
+                TokenProb(int(a), decode([int(a)]), math.exp(float(lp)), float(lp))
+                for a, lp in zip(alt_ids[pos], alt_logprobs[pos], strict=True)
+            )
+            lp = float(chosen[pos])
+            scores.append(TokenScore(token_id, decode([token_id]), math.exp(lp), lp, int(ranks[pos]), alts))
+        mean_nll = float(-chosen.mean())
+        return TextScore(tuple(scores), math.exp(mean_nll), mean_nll, lm.display_name)
+
+    return SCORE_CACHE.get_or_compute((lm.key, None, tuple(ids), alternatives), compute)

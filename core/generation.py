@@ -1,0 +1,134 @@
+"""Generation one token at a time, on the KV cache, with the alternatives at each step.
+
+``TokenStream`` holds a prefix and the model's KV cache for it: each new token
+costs one forward pass over that token alone, not over the whole text. A UI
+steers it with ``append(token_id)``; ``sample`` draws the next token with the
+current ``SamplingSettings``; ``generate`` streams a whole continuation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from core.distributions import NextTokenDistribution, SamplingSettings, TokenProb, reshape
+from core.errors import InvalidInput
+from core.models import LoadedModel
+from core.tokens import check_fits, display_token
+
+MAX_NEW_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class GenerationStep:
+    """One generated token.
+
+    ``chosen.prob`` is the model's own probability for the token (temperature
+    1, nothing pruned); ``sampled_prob`` is its probability in the reshaped
+    distribution it was actually drawn from. ``alternatives`` are the model's
+    most likely tokens at this step, the chosen one among them or not.
+    """
+
+    index: int
+    chosen: TokenProb
+    sampled_prob: float
+    rank: int
+    alternatives: tuple[TokenProb, ...]
+    finished: bool
+
+    @property
+    def display(self) -> str:
+        return display_token(self.chosen.token)
+
+
+class TokenStream:
+    """A growing sequence of token ids with the model's KV cache for it."""
+
+    def __init__(self, lm: LoadedModel, prompt_ids: list[int], alternatives: int = 20) -> None:
+        check_fits(lm, len(prompt_ids))
+        self.lm = lm
+        self.ids: list[int] = list(prompt_ids)
+        self.prompt_length = len(prompt_ids)
+        self.alternatives = alternatives
+        self._past = None
+        self._unseen: list[int] = list(prompt_ids)  # ids not yet fed to the model
+        self._distribution: NextTokenDistribution | None = None
+
+    @property
+    def distribution(self) -> NextTokenDistribution:
+        """The next-token distribution after ``ids``; computed lazily, once."""
+        if self._distribution is None:
+            logits, self._past = self.lm.forward(self._unseen, self._past, last_only=True)
+            self._unseen = []
+            self._distribution = NextTokenDistribution(
+                self.lm.display_name, tuple(self.ids), logits[-1], self.lm.tokenizer
+            )
+        return self._distribution
+
+    @property
+    def at_context_limit(self) -> bool:
+        return len(self.ids) >= self.lm.context_length
+
+    def append(self, token_id: int, sampled_prob: float | None = None) -> GenerationStep:
+        """Append ``token_id`` (chosen by a person or a sampler) and report how likely it was."""
+        dist = self.distribution
+        if not 0 <= token_id < dist.logits.shape[0]:
+            raise InvalidInput(f"Token id {token_id} is outside the vocabulary (0 to {dist.logits.shape[0] - 1}).")
+        if self.at_context_limit:
+            raise InvalidInput(f"The text already fills the model's context of {self.lm.context_length:,} tokens.")
+        chosen = dist.token_prob(token_id)
+        step = GenerationStep(
+            index=len(self.ids) - self.prompt_length,
+            chosen=chosen,
+            sampled_prob=chosen.prob if sampled_prob is None else sampled_prob,
+            rank=dist.rank_of(token_id),
+            alternatives=tuple(dist.top(self.alternatives)),
+            finished=token_id in self.lm.eos_token_ids,
+        )
+        self.ids.append(token_id)
+        self._unseen.append(token_id)
+        self._distribution = None
+        return step
+
+    def sample(self, settings: SamplingSettings, generator: torch.Generator | None = None) -> GenerationStep:
+        """Draw the next token from the reshaped distribution and append it."""
+        shaped = reshape(self.distribution, settings)
+        if settings.is_greedy:
+            token_id = int(torch.argmax(shaped.probs))
+        else:
+            token_id = int(torch.multinomial(shaped.probs, 1, generator=generator))
+        return self.append(token_id, sampled_prob=float(shaped.probs[token_id]))
+
+
+def seeded_generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def generate(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    settings: SamplingSettings | None = None,
+    seed: int | None = None,
+    alternatives: int = 20,
+) -> Iterator[GenerationStep]:
+    """Stream up to ``max_new_tokens`` tokens; stops early at EOS or the context limit."""
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise InvalidInput(f"The number of new tokens must be between 1 and {MAX_NEW_TOKENS}; got {max_new_tokens}.")
+    settings = (settings or SamplingSettings()).validate(lm.vocab_size)
+    stream = TokenStream(lm, prompt_ids, alternatives)
+    generator = seeded_generator(seed)
+    for _ in range(max_new_tokens):
+        if stream.at_context_limit:
+            return
+        step = stream.sample(settings, generator)
+        yield step
+        if step.finished:
+            return

