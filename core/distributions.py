@@ -170,6 +170,10 @@ class ShapedDistribution:
         logprobs = torch.log(self.probs.clamp_min(1e-300))
         return _entropy(self.probs, logprobs)
 
+    @property
+    def entropy_bits(self) -> float:
+        return self.entropy / math.log(2)
+
     def top(self, k: int) -> list[ShapedToken]:
         """The ``k`` tokens most likely *before* reshaping, so both views line up."""
         k = check_top_k(k, self.probs.shape[0])
@@ -214,6 +218,13 @@ def reshape(dist: NextTokenDistribution, settings: SamplingSettings) -> ShapedDi
         kept &= probs >= settings.min_p * probs.max()
     probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
     return ShapedDistribution(dist, settings, probs, kept)
+
+
+def sample_token(shaped: ShapedDistribution, generator: torch.Generator | None = None) -> int:
+    """Draw one token id from a reshaped distribution (the argmax when greedy)."""
+    if shaped.settings.is_greedy:
+        return int(torch.argmax(shaped.probs))
+    return int(torch.multinomial(shaped.probs, 1, generator=generator))
 
 
 def next_token_distribution(lm: LoadedModel, prompt_ids: list[int]) -> NextTokenDistribution:

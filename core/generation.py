@@ -13,12 +13,21 @@ from dataclasses import dataclass
 
 import torch
 
-from core.distributions import NextTokenDistribution, SamplingSettings, TokenProb, reshape
+from core.distributions import (
+    DISTRIBUTION_CACHE,
+    NextTokenDistribution,
+    SamplingSettings,
+    TokenProb,
+    reshape,
+    sample_token,
+)
 from core.errors import InvalidInput
 from core.models import LoadedModel
+from core.result_cache import ResultCache
 from core.tokens import check_fits, display_token
 
 MAX_NEW_TOKENS = 2048
+REPLAY_CACHE: ResultCache[tuple[GenerationStep, ...]] = ResultCache(capacity=128)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,28 @@ class GenerationStep:
     @property
     def display(self) -> str:
         return display_token(self.chosen.token)
+
+
+def step_for(
+    dist: NextTokenDistribution,
+    token_id: int,
+    index: int,
+    lm: LoadedModel,
+    alternatives: int = 20,
+    sampled_prob: float | None = None,
+) -> GenerationStep:
+    """Describe ``token_id`` as a choice made from ``dist``: how likely it was, what it beat."""
+    if not 0 <= token_id < dist.logits.shape[0]:
+        raise InvalidInput(f"Token id {token_id} is outside the vocabulary (0 to {dist.logits.shape[0] - 1}).")
+    chosen = dist.token_prob(token_id)
+    return GenerationStep(
+        index=index,
+        chosen=chosen,
+        sampled_prob=chosen.prob if sampled_prob is None else sampled_prob,
+        rank=dist.rank_of(token_id),
+        alternatives=tuple(dist.top(alternatives)),
+        finished=token_id in lm.eos_token_ids,
+    )
 
 
 class TokenStream:
@@ -73,20 +104,10 @@ class TokenStream:
 
     def append(self, token_id: int, sampled_prob: float | None = None) -> GenerationStep:
         """Append ``token_id`` (chosen by a person or a sampler) and report how likely it was."""
-        dist = self.distribution
-        if not 0 <= token_id < dist.logits.shape[0]:
-            raise InvalidInput(f"Token id {token_id} is outside the vocabulary (0 to {dist.logits.shape[0] - 1}).")
         if self.at_context_limit:
             raise InvalidInput(f"The text already fills the model's context of {self.lm.context_length:,} tokens.")
-        chosen = dist.token_prob(token_id)
-        step = GenerationStep(
-            index=len(self.ids) - self.prompt_length,
-            chosen=chosen,
-            sampled_prob=chosen.prob if sampled_prob is None else sampled_prob,
-            rank=dist.rank_of(token_id),
-            alternatives=tuple(dist.top(self.alternatives)),
-            finished=token_id in self.lm.eos_token_ids,
-        )
+        index = len(self.ids) - self.prompt_length
+        step = step_for(self.distribution, token_id, index, self.lm, self.alternatives, sampled_prob)
         self.ids.append(token_id)
         self._unseen.append(token_id)
         self._distribution = None
@@ -95,10 +116,7 @@ class TokenStream:
     def sample(self, settings: SamplingSettings, generator: torch.Generator | None = None) -> GenerationStep:
         """Draw the next token from the reshaped distribution and append it."""
         shaped = reshape(self.distribution, settings)
-        if settings.is_greedy:
-            token_id = int(torch.argmax(shaped.probs))
-        else:
-            token_id = int(torch.multinomial(shaped.probs, 1, generator=generator))
+        token_id = sample_token(shaped, generator)
         return self.append(token_id, sampled_prob=float(shaped.probs[token_id]))
 
 
@@ -132,3 +150,32 @@ def generate(
         yield step
         if step.finished:
             return
+
+
+def replay(
+    lm: LoadedModel, prompt_ids: list[int], continuation: list[int], alternatives: int = 10
+) -> tuple[GenerationStep, ...]:
+    """Rebuild the steps of a continuation (e.g. from a shared link) in one forward pass.
+
+    Memoised per (model, prompt, continuation). The distribution after the
+    whole text is stored in the next-token cache too, so showing it next
+    costs no second pass.
+    """
+    ids = list(prompt_ids) + list(continuation)
+    check_fits(lm, len(ids))
+    if not continuation:
+        return ()
+
+    def compute() -> tuple[GenerationStep, ...]:
+        logits, _ = lm.forward(ids)
+        steps = []
+        for index, token_id in enumerate(continuation):
+            position = len(prompt_ids) + index - 1  # the row that predicts this token
+            dist = NextTokenDistribution(lm.display_name, tuple(ids[: position + 1]), logits[position], lm.tokenizer)
+            steps.append(step_for(dist, token_id, index, lm, alternatives))
+        DISTRIBUTION_CACHE.put(
+            (lm.key, None, tuple(ids)), NextTokenDistribution(lm.display_name, tuple(ids), logits[-1], lm.tokenizer)
+        )
+        return tuple(steps)
+
+    return REPLAY_CACHE.get_or_compute((lm.key, None, tuple(prompt_ids), tuple(continuation), alternatives), compute)

@@ -138,6 +138,25 @@ def _gguf_cache_folder(gguf: Path) -> Path:
     return cache_dir() / "converted" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
 
 
+def needs_conversion(name: str) -> bool:
+    """True when loading ``name`` will first dequantize a GGUF (slow, once)."""
+    if name == EMBEDDED_MODEL:
+        try:
+            return not (_gguf_cache_folder(embedded_gguf_path()) / "config.json").is_file()
+        except ModelLoadError:
+            return False
+    path = Path(name).expanduser()
+    return name.endswith(".gguf") and path.is_file() and not (_gguf_cache_folder(path) / "config.json").is_file()
+
+
+def is_loaded(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> bool:
+    """True when the model is already in memory (no spinner needed)."""
+    try:
+        return ModelKey(name.strip(), dtype, resolve_device(device)) in MODEL_CACHE.loaded_keys()
+    except InvalidInput:
+        return False
+
+
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into a safetensors folder; return the folder.
 

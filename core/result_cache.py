@@ -32,12 +32,16 @@ class ResultCache(Generic[V]):
                 return self._items[key]
             self.misses += 1
         value = compute()  # outside the lock: a slow forward must not block other keys
+        self.put(key, value)
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Store a value computed elsewhere (e.g. as a by-product of a larger pass)."""
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-        return value
 
     def __len__(self) -> int:
         return len(self._items)

@@ -1,0 +1,107 @@
+"""Surprise: colour every token of a text by how expected it was (GLTR, for any model).
+
+One forward pass scores the whole text; the colours are the rank of the
+real token among the model's guesses, or its probability.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.distributions import score_text
+from core.errors import LabError
+from ui.charts import PLOTLY_CONFIG
+from ui.render import RANK_BUCKETS, legend_html, rank_bucket, score_html
+from ui.session import current_model, presenting, require_router, show_error
+
+require_router()
+
+TEXT, MODE, SAMPLE = "sc_text", "sc_mode", "sc_sample"
+SAMPLES = {
+    "Well-known text": "To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer "
+    "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles.",
+    "Everyday prose": "I went to the market this morning to buy some bread, but they had run out, so I "
+    "bought a bag of oranges and a newspaper instead.",
+    "Surprising facts": "The capital of France is Madrid, and the largest ocean on Earth is the Atlantic.",
+    "Made-up words": "The flimbertous groovle sprocketed across the zanthy vorp with mellifluous abandon.",
+}
+
+st.session_state.setdefault(TEXT, st.query_params.get("text", next(iter(SAMPLES.values()))))
+st.session_state.setdefault(MODE, "rank")
+
+st.title("🌡️ Surprise: score a text")
+st.caption(
+    "For each token, the model saw only the text before it. Green tokens were its first guess; purple ones "
+    "were far down its list. Hover a token to see what the model expected instead."
+)
+lm = current_model()
+if lm is None:
+    st.stop()
+
+
+def _load_sample() -> None:
+    st.session_state[TEXT] = SAMPLES[st.session_state[SAMPLE]]
+
+
+if not presenting():
+    st.selectbox(
+        "Sample texts",
+        list(SAMPLES),
+        index=None,
+        key=SAMPLE,
+        on_change=_load_sample,
+        placeholder="Choose a sample text…",
+    )
+st.text_area("Text", key=TEXT, height=120)
+st.radio(
+    "Colour by",
+    ["rank", "probability"],
+    key=MODE,
+    horizontal=True,
+    format_func={"rank": "rank of the real token (top-1 / 10 / 100 / beyond)", "probability": "probability"}.get,
+)
+
+try:
+    score = score_text(lm, st.session_state[TEXT], alternatives=8)
+except LabError as exc:
+    show_error(exc)
+    st.stop()
+
+cols = st.columns(3)
+cols[0].metric(
+    "Perplexity", f"{score.perplexity:,.2f}", help="exp(mean negative log-likelihood); lower = less surprised"
+)
+cols[1].metric(
+    "Tokens scored", f"{score.n_scored:,}", help="The first token has nothing before it, so it is not scored."
+)
+top1 = sum(t.rank == 1 for t in score.tokens if t.rank is not None)
+cols[2].metric("Model's first guess", f"{top1 / max(1, score.n_scored):.0%}")
+
+if st.session_state[MODE] == "rank":
+    st.markdown(legend_html(presenting()), unsafe_allow_html=True)
+st.markdown(score_html(score, st.session_state[MODE], presenting()), unsafe_allow_html=True)
+
+scored = [t for t in score.tokens if t.rank is not None]
+buckets = pd.DataFrame({"bucket": [rank_bucket(t.rank)[0] for t in scored]})
+counts = buckets.value_counts("bucket").reindex([b[1] for b in RANK_BUCKETS], fill_value=0).reset_index()
+fig = px.bar(
+    counts,
+    x="bucket",
+    y="count",
+    color="bucket",
+    color_discrete_sequence=[c for _, _, c in RANK_BUCKETS],
+    title="How often the real token was in the model's top 1 / 10 / 100",
+)
+fig.update_layout(showlegend=False, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+st.plotly_chart(fig, config=PLOTLY_CONFIG, width="stretch")
+
+if not presenting():
+    table = pd.DataFrame(
+        [
+            {"position": n, "token": t.token, "id": t.id, "prob": t.prob, "logprob": t.logprob, "rank": t.rank}
+            for n, t in enumerate(score.tokens)
+        ]
+    )
+    st.download_button("⬇ Scores as CSV", table.to_csv(index=False), "token-scores.csv", "text/csv")

@@ -1,0 +1,23 @@
+"""LLM Lab: the router and the frame every page shares.
+
+Pages live in ``pages/`` and stay thin: they read widgets, call ``core`` and
+draw what it returns. The sidebar (model choice, presentation mode) is drawn
+here once for all pages.
+"""
+
+import streamlit as st
+
+from ui.session import presentation_css, sidebar
+
+st.set_page_config(page_title="LLM Lab", page_icon="🔬", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/explorer.py", title="Next-token explorer", icon="🎲", url_path="explorer"),
+    st.Page("pages/score.py", title="Surprise: score a text", icon="🌡️", url_path="score"),
+]
+
+page = st.navigation(PAGES)
+sidebar()
+presentation_css()
+page.run()

@@ -1,0 +1,85 @@
+"""Plotly figures for distributions.
+
+The original distribution (temperature 1, nothing pruned) and the reshaped
+one are drawn side by side on the same token rows, most likely first, so a
+person sees what the sampling settings did: pruned tokens greyed out, and a
+dashed line where the cut falls.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from core.distributions import ShapedDistribution, ShapedToken
+
+ORIGINAL_COLOUR = "#c7d2fe"
+SHAPED_COLOUR = "#4f46e5"
+PRUNED_COLOUR = "#e5e7eb"
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "filename": "next-token-distribution", "scale": 2},
+}
+
+
+def unique_labels(tokens: list[ShapedToken]) -> list[str]:
+    """Visible token texts; where two tokens look the same, their ids tell them apart."""
+    seen: dict[str, int] = {}
+    for t in tokens:
+        seen[t.display] = seen.get(t.display, 0) + 1
+    return [t.display if seen[t.display] == 1 else f"{t.display} #{t.id}" for t in tokens]
+
+
+def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool = False) -> go.Figure:
+    tokens = shaped.top(k)
+    labels = unique_labels(tokens)
+    ids = [t.id for t in tokens]
+    font = 22 if presentation else 14
+    fig = go.Figure()
+    fig.add_bar(
+        name="model (T = 1)",
+        y=labels,
+        x=[t.original_prob for t in tokens],
+        orientation="h",
+        marker_color=[ORIGINAL_COLOUR if t.kept else PRUNED_COLOUR for t in tokens],
+        text=[f"{t.original_prob:.1%}" for t in tokens],
+        textposition="outside",
+        customdata=ids,
+        hovertemplate="%{y}<br>model: %{x:.2%}<br>id %{customdata}<extra></extra>",
+    )
+    fig.add_bar(
+        name="after sampling settings",
+        y=labels,
+        x=[t.prob for t in tokens],
+        orientation="h",
+        marker_color=[SHAPED_COLOUR if t.kept else PRUNED_COLOUR for t in tokens],
+        text=[f"{t.prob:.1%}" if t.kept else "pruned" for t in tokens],
+        textposition="outside",
+        customdata=ids,
+        hovertemplate="%{y}<br>after settings: %{x:.2%}<br>id %{customdata}<extra></extra>",
+    )
+    n_kept_shown = sum(t.kept for t in tokens)
+    if 0 < n_kept_shown < len(tokens):
+        fig.add_hline(
+            y=n_kept_shown - 0.5,
+            line_dash="dash",
+            line_color="#ef4444",
+            annotation_text=f"cut: {shaped.n_kept:,} token(s) kept",
+            annotation_position="bottom right",
+        )
+    top = max(max(t.original_prob for t in tokens), max(t.prob for t in tokens))
+    fig.update_layout(
+        barmode="group",
+        height=max(320, (48 if presentation else 30) * len(tokens) + 90),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        font={"size": font},
+        legend={"orientation": "h", "y": 1.06, "x": 0},
+        xaxis={"tickformat": ".0%", "range": [0, min(1.0, top * 1.25) or 1.0], "title": None},
+        yaxis={
+            "autorange": "reversed",
+            "title": None,
+            "type": "category",
+            "tickfont": {"family": "monospace", "size": font + 3},  # "." and "," must be readable
+        },
+        clickmode="event+select",
+    )
+    return fig

@@ -1,0 +1,112 @@
+"""Session state keys, the shared sidebar and the current model.
+
+Models are cached by ``core`` in-process and shared by every browser session
+(each session is a thread of one server process); this module only remembers
+which model *this* session chose.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
+from core.errors import LabError
+from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
+
+MODEL_NAME = "model_name"
+MODEL_DTYPE = "model_dtype"
+PRESENTATION = "presentation"
+
+SUGGESTED_MODELS = [EMBEDDED_MODEL, "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]
+
+
+def _init() -> None:
+    st.session_state.setdefault(MODEL_NAME, EMBEDDED_MODEL)
+    st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
+    st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENTATION))
+
+
+def current_model() -> LoadedModel | None:
+    """The model this session chose, loading it (with a spinner) if needed; None after an error."""
+    _init()
+    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
+    try:
+        if is_loaded(name, dtype):
+            return load_model(name, dtype)
+        if needs_conversion(name):
+            message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+        else:
+            message = f"Loading {name}…"
+        with st.spinner(message):
+            return load_model(name, dtype)
+    except LabError as exc:
+        st.error(str(exc), icon="⚠️")
+        return None
+
+
+def sidebar() -> None:
+    _init()
+    with st.sidebar:
+        st.subheader("Model")
+        st.text_input(
+            "Model",
+            key=MODEL_NAME,
+            help="'embedded' is SmolLM2-135M-Instruct, shipped with LLM Lab. Any Hugging Face id or local "
+            "folder works too (downloads need internet).",
+        )
+        st.selectbox(
+            "Precision",
+            list(DTYPES),
+            key=MODEL_DTYPE,
+            help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
+        )
+        name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
+        if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner
+            lm = load_model(name, dtype)
+            st.caption(
+                f"**{lm.display_name}** · {lm.n_parameters / 1e6:,.0f}M parameters · "
+                f"{lm.key.dtype} · {lm.key.device} · context {lm.context_length:,}"
+            )
+        else:
+            st.caption("Not loaded yet: it loads when a page needs it.")
+        st.divider()
+        st.toggle("Presentation mode", key=PRESENTATION, help="Large type and fewer controls, for a projector.")
+
+
+def presentation_css() -> None:
+    if not presenting():
+        return
+    st.markdown(
+        """<style>
+        html, body, [class*="stMarkdown"] p, textarea, input, label { font-size: 1.35rem !important; }
+        h1 { font-size: 3rem !important; }
+        .lab-tokens { font-size: 1.6rem !important; line-height: 2.6rem !important; }
+        </style>""",
+        unsafe_allow_html=True,
+    )
+
+
+def show_error(exc: LabError) -> None:
+    st.error(str(exc), icon="⚠️")
+
+
+def require_router() -> None:
+    """Make sure this page runs inside ``streamlit_app.py``'s frame.
+
+    Because a ``pages/`` folder exists, Streamlit starts in its legacy
+    multipage mode and runs ``pages/<name>.py`` on its own for the first
+    request after the server starts when that request is for a page's URL
+    (and AppTest does so on every rerun), skipping the router, the sidebar and
+    the page config. The router's ``st.navigation`` switches that mode off;
+    here we switch it off too and rerun, which goes through the router to
+    the same page (legacy and router pages share their URL names).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
