@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -51,8 +52,10 @@ def _entropy(probs: torch.Tensor, logprobs: torch.Tensor) -> float:
 class NextTokenDistribution:
     """The model's distribution over the next token after ``prompt_ids``.
 
-    ``logits`` is the full float32 vector (shape ``[vocab]``); ``probs`` and
-    ``logprobs`` are derived from it once.
+    ``logits`` is the full float32 vector (shape ``[vocab]``). Only its
+    log-normaliser is computed up front; the full ``probs`` and ``logprobs``
+    vectors are computed on first use, so a generation step that needs a
+    few alternatives does not pay for 50k exponentials.
     """
 
     model: str
@@ -63,8 +66,19 @@ class NextTokenDistribution:
 
     def __post_init__(self) -> None:
         # float64: over ~50k tokens, float32 rounding leaves sums off 1 by ~1e-5
-        self.logprobs = torch.log_softmax(self.logits.double(), dim=-1)
-        self.probs = self.logprobs.exp()
+        self._log_z = float(torch.logsumexp(self.logits.double(), dim=-1))
+
+    @cached_property
+    def logprobs(self) -> torch.Tensor:
+        return self.logits.double() - self._log_z
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        return self.logprobs.exp()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.logits.shape[0])
 
     @property
     def entropy(self) -> float:
@@ -76,18 +90,18 @@ class NextTokenDistribution:
         return self.entropy / math.log(2)
 
     def token_prob(self, token_id: int) -> TokenProb:
-        return TokenProb(
-            token_id,
-            self.tokenizer.decode([token_id]),
-            float(self.probs[token_id]),
-            float(self.logprobs[token_id]),
-        )
+        logprob = float(self.logits[token_id]) - self._log_z
+        return TokenProb(token_id, self.tokenizer.decode([token_id]), math.exp(logprob), logprob)
 
     def top(self, k: int) -> list[TokenProb]:
         """The ``k`` most likely tokens, most likely first."""
-        k = check_top_k(k, self.probs.shape[0])
-        ids = torch.topk(self.probs, k).indices
+        k = check_top_k(k, self.vocab_size)
+        ids = torch.topk(self.logits, k).indices
         return [self.token_prob(int(i)) for i in ids]
+
+    @property
+    def argmax(self) -> int:
+        return int(torch.argmax(self.logits))
 
     def rank_of(self, token_id: int) -> int:
         """1 for the most likely token; ties share the better rank."""
@@ -197,7 +211,7 @@ def reshape(dist: NextTokenDistribution, settings: SamplingSettings) -> ShapedDi
     settings.validate(logits.shape[0])
     if settings.is_greedy:
         kept = torch.zeros_like(logits, dtype=torch.bool)
-        kept[int(torch.argmax(logits))] = True
+        kept[dist.argmax] = True
         return ShapedDistribution(dist, settings, kept.float(), kept)
     scaled = logits / settings.temperature
     kept = torch.ones_like(logits, dtype=torch.bool)

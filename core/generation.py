@@ -115,6 +115,8 @@ class TokenStream:
 
     def sample(self, settings: SamplingSettings, generator: torch.Generator | None = None) -> GenerationStep:
         """Draw the next token from the reshaped distribution and append it."""
+        if settings.is_greedy:  # the argmax needs no reshaped copy of the vocabulary
+            return self.append(self.distribution.argmax, sampled_prob=1.0)
         shaped = reshape(self.distribution, settings)
         token_id = sample_token(shaped, generator)
         return self.append(token_id, sampled_prob=float(shaped.probs[token_id]))

@@ -191,7 +191,7 @@ path_box.markdown(path_html(prompt.text, steps), unsafe_allow_html=True)
 
 eos_reached = bool(steps) and steps[-1].finished
 buttons = st.columns([1, 1, 1.4, 1, 1, 1])
-greedy_id = int(dist.probs.argmax())
+greedy_id = dist.argmax
 buttons[0].button("⬆ Most likely", on_click=_append, args=(greedy_id,), disabled=eos_reached, width="stretch")
 seed = _position_seed(len(ids))
 buttons[1].button(
@@ -243,7 +243,7 @@ def distribution_panel() -> None:
         top = shaped.top(shown)
         metrics[1].metric("After settings", f"{shaped.entropy_bits:.2f} bits")
         metrics[2].metric("Bars cover", f"{sum(t.original_prob for t in top):.1%}", help="Mass of the shown tokens.")
-        metrics[3].metric("Tokens kept", f"{shaped.n_kept:,}", help=f"of {dist.probs.shape[0]:,} in the vocabulary")
+        metrics[3].metric("Tokens kept", f"{shaped.n_kept:,}", help=f"of {dist.vocab_size:,} in the vocabulary")
     controls, chart = st.columns([1, 3])
     with controls:
         st.slider("Temperature", 0.0, 3.0, step=0.05, key=TEMPERATURE, help="0 is greedy; above 1 flattens.")

@@ -53,7 +53,7 @@ def test_sidebar_shows_the_loaded_model_and_switches_presentation_mode(lm):
     assert at.sidebar.text_input(key="model_name").value == "embedded"
     assert any("SmolLM2-135M-Instruct" in c.value and "135M parameters" in c.value for c in at.sidebar.caption)
     at.sidebar.toggle(key="presentation").set_value(True).run()
-    assert any("font-size: 1.35rem" in m.value for m in at.markdown)
+    assert any(".lab-tokens { font-size: 1.7rem" in m.value for m in at.markdown)
 
 
 def test_a_model_that_cannot_load_is_explained_on_the_page():
@@ -140,7 +140,7 @@ def test_presentation_mode_has_fewer_controls_and_larger_type():
     assert any(s.key == "ex_min_p" for s in at.slider)
     at.sidebar.toggle(key="presentation").set_value(True).run()
     assert not any(s.key == "ex_min_p" for s in at.slider)
-    assert any("font-size: 1.35rem" in m.value for m in at.markdown)
+    assert any(".lab-tokens { font-size: 1.7rem" in m.value for m in at.markdown)
 
 
 @pytest.mark.parametrize(

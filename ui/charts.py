@@ -12,9 +12,8 @@ import plotly.graph_objects as go
 
 from core.distributions import ShapedDistribution, ShapedToken
 
-ORIGINAL_COLOUR = "#c7d2fe"
-SHAPED_COLOUR = "#4f46e5"
-PRUNED_COLOUR = "#e5e7eb"
+# (model, after settings, pruned): soft for a screen, high-contrast for a projector
+COLOURS = {False: ("#c7d2fe", "#4f46e5", "#e5e7eb"), True: ("#93c5fd", "#1e3a8a", "#f1f5f9")}
 PLOTLY_CONFIG = {
     "displaylogo": False,
     "toImageButtonOptions": {"format": "png", "filename": "next-token-distribution", "scale": 2},
@@ -34,13 +33,14 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
     labels = unique_labels(tokens)
     ids = [t.id for t in tokens]
     font = 22 if presentation else 14
+    original_colour, shaped_colour, pruned_colour = COLOURS[presentation]
     fig = go.Figure()
     fig.add_bar(
         name="model (T = 1)",
         y=labels,
         x=[t.original_prob for t in tokens],
         orientation="h",
-        marker_color=[ORIGINAL_COLOUR if t.kept else PRUNED_COLOUR for t in tokens],
+        marker_color=[original_colour if t.kept else pruned_colour for t in tokens],
         text=[f"{t.original_prob:.1%}" for t in tokens],
         textposition="outside",
         customdata=ids,
@@ -51,7 +51,7 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
         y=labels,
         x=[t.prob for t in tokens],
         orientation="h",
-        marker_color=[SHAPED_COLOUR if t.kept else PRUNED_COLOUR for t in tokens],
+        marker_color=[shaped_colour if t.kept else pruned_colour for t in tokens],
         text=[f"{t.prob:.1%}" if t.kept else "pruned" for t in tokens],
         textposition="outside",
         customdata=ids,

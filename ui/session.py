@@ -82,9 +82,11 @@ def presentation_css() -> None:
         return
     st.markdown(
         """<style>
-        html, body, [class*="stMarkdown"] p, textarea, input, label { font-size: 1.35rem !important; }
-        h1 { font-size: 3rem !important; }
-        .lab-tokens { font-size: 1.6rem !important; line-height: 2.6rem !important; }
+        [data-testid="stMain"] [data-testid="stMarkdown"] p { font-size: 1.35rem !important; }
+        [data-testid="stMain"] textarea { font-size: 1.5rem !important; }
+        [data-testid="stMain"] h1 { font-size: 3rem !important; }
+        [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
+        .lab-tokens { font-size: 1.7rem !important; line-height: 2.8rem !important; }
         </style>""",
         unsafe_allow_html=True,
     )
