@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
@@ -209,7 +211,34 @@ def _source_for(name: str) -> tuple[str, str]:
         if not path.is_dir():
             raise ModelLoadError(f"Model {name!r}: a local model must be a folder with config.json.")
         return str(path), path.name
+    if not _in_hub_cache(name) and not _hub_reachable():
+        # Fail in seconds: transformers would retry the download for about a minute.
+        raise ModelLoadError(
+            f"Model {name!r} is not on this machine and the Hugging Face Hub cannot be reached "
+            "(no internet?). Use 'embedded', a local folder, or a model downloaded earlier."
+        )
     return name, name
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the Hub would reject: let from_pretrained explain it
+        return True
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return True  # offline mode already fails fast, with transformers' own message
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _explain(name: str, exc: Exception) -> str:

@@ -88,3 +88,15 @@ def test_bfloat16_is_a_choice():
     dist = next_token_distribution(lm16, encode_prompt(lm16, "The capital of France is").ids)
     assert dist.top(1)[0].token == " Paris"
     assert dist.logits.dtype == torch.float32
+
+
+def test_an_unreachable_hub_is_reported_without_waiting_for_retries(monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(ModelLoadError, match="Hugging Face Hub cannot be reached"):
+        load_model("someone/not-downloaded-model")
