@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,3 +86,13 @@ def test_cli_table_output_shows_visible_whitespace():
     out = run_cli("next-token", "--prompt", "The capital of France is", "--top-k", "3")
     assert out.returncode == 0, out.stderr
     assert "␣Paris" in out.stdout
+
+
+@pytest.mark.slow
+def test_bench_reports_ratios_against_baselines_from_the_same_run():
+    out = run_cli("bench", "--json", "--repeats", "1", "--new-tokens", "4", "--skip-cold")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("next_token_latency_ratio", "generate_tokens_per_s", "generate_tokens_per_s_ratio", "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert result["next_token_latency_ratio"] == result["next_token_s"] / result["raw_forward_s"]
