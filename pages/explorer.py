@@ -20,9 +20,10 @@ from core.distributions import (
 from core.errors import LabError
 from core.generation import generate, replay, seeded_generator
 from core.tokens import PromptTokens, encode_prompt
+from ui import api_explorer
 from ui.charts import PLOTLY_CONFIG, distribution_figure
 from ui.render import path_html, token_chips
-from ui.session import current_model, presenting, require_router, show_error
+from ui.session import current_api_backend, current_model, presenting, require_router, show_error, using_api
 
 require_router()
 
@@ -105,6 +106,7 @@ def settings() -> SamplingSettings:
 
 def _reset_path() -> None:
     st.session_state[PATH] = []
+    api_explorer.reset()
 
 
 def _load_example() -> None:
@@ -143,10 +145,6 @@ st.caption(
     "of coming next. Pick a prompt, reshape the distribution, and steer the text one token at a time."
 )
 
-lm = current_model()
-if lm is None:
-    st.stop()
-
 if not presenting():
     st.selectbox(
         "Examples that each teach something",
@@ -164,6 +162,36 @@ right.toggle(
     on_change=_reset_path,
     help="Wrap the prompt in the model's chat template as a user message, the way a chat app does.",
 )
+
+if using_api():
+    backend = current_api_backend()
+    with st.expander("Sampling settings for ⏩ Generate", expanded=False):
+        cols = st.columns(5)
+        cols[0].slider("Temperature", 0.0, 2.0, step=0.05, key=TEMPERATURE)
+        cols[1].slider("top-p", 0.01, 1.0, step=0.01, key=TOP_P)
+        cols[2].slider("top-k (0 = off)", 0, 100, key=TOP_K)
+        cols[3].number_input("Seed", 0, 10**6, key=SEED)
+        cols[4].number_input("Tokens", 1, 200, key=N_TOKENS)
+    if backend is not None:
+        try:
+            api_settings = settings().validate(10**9)  # the server knows its own vocabulary size
+        except LabError as exc:
+            show_error(exc)
+        else:
+            api_explorer.render(
+                backend,
+                st.session_state[PROMPT],
+                st.session_state[CHAT],
+                api_settings,
+                st.session_state[N_TOKENS],
+                st.session_state[SEED],
+            )
+    _write_url()
+    st.stop()
+
+lm = current_model()
+if lm is None:
+    st.stop()
 
 try:
     prompt: PromptTokens = encode_prompt(lm, st.session_state[PROMPT], chat=st.session_state[CHAT])

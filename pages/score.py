@@ -14,7 +14,7 @@ from core.distributions import score_text
 from core.errors import LabError
 from ui.charts import PLOTLY_CONFIG
 from ui.render import RANK_BUCKETS, legend_html, rank_bucket, score_html
-from ui.session import current_model, presenting, require_router, show_error
+from ui.session import current_model, presenting, require_router, show_error, using_api
 
 require_router()
 
@@ -36,6 +36,14 @@ st.caption(
     "For each token, the model saw only the text before it. Green tokens were its first guess; purple ones "
     "were far down its list. Hover a token to see what the model expected instead."
 )
+if using_api():
+    st.info(
+        "Scoring a text needs the probability of every token in it, and an OpenAI-compatible API gives "
+        "log-probabilities only for the tokens it generates, not for a text you send. "
+        "Choose **Here** under *Where the model runs* in the sidebar to score texts.",
+        icon="🔌",
+    )
+    st.stop()
 lm = current_model()
 if lm is None:
     st.stop()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from core.backends import BackendDistribution
 from core.distributions import ShapedDistribution, ShapedToken
+from core.tokens import display_token
 
 # (model, after settings, pruned): soft for a screen, high-contrast for a projector
 COLOURS = {False: ("#c7d2fe", "#4f46e5", "#e5e7eb"), True: ("#93c5fd", "#1e3a8a", "#f1f5f9")}
@@ -81,5 +83,38 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
             "tickfont": {"family": "monospace", "size": font + 3},  # "." and "," must be readable
         },
         clickmode="event+select",
+    )
+    return fig
+
+
+def api_distribution_figure(dist: BackendDistribution, presentation: bool = False) -> go.Figure:
+    """The top tokens an API reported, and one grey bar for the mass of everything it did not list."""
+    labels = [display_token(t.token) for t in dist.tokens]
+    seen: dict[str, int] = {}
+    for n, label in enumerate(labels):  # an API gives no ids: number repeated texts instead
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[n] = f"{label} ({seen[label]})"
+    labels.append("other (not listed)")
+    probs = [t.prob for t in dist.tokens] + [dist.other_mass]
+    shaped_colour = COLOURS[presentation][1]
+    fig = go.Figure(
+        go.Bar(
+            y=labels,
+            x=probs,
+            orientation="h",
+            marker_color=[shaped_colour] * len(dist.tokens) + ["#9ca3af"],
+            text=[f"{p:.1%}" for p in probs],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    font = 22 if presentation else 14
+    fig.update_layout(
+        height=max(320, (40 if presentation else 26) * len(labels) + 80),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        font={"size": font},
+        xaxis={"tickformat": ".0%", "range": [0, min(1.0, max(probs) * 1.25) or 1.0]},
+        yaxis={"autorange": "reversed", "type": "category", "tickfont": {"family": "monospace", "size": font + 3}},
     )
     return fig

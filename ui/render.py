@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from core.backends import BackendStep
 from core.distributions import TextScore, TokenProb
 from core.generation import GenerationStep
 from core.tokens import Token, display_token
@@ -40,9 +41,13 @@ def prob_colour(prob: float) -> str:
     return f"hsl({hue}, 85%, 78%)"
 
 
-def _alternatives_title(alternatives: Sequence[TokenProb], chosen_id: int | None, limit: int = 8) -> str:
+def _is_same(a: TokenProb, b: TokenProb) -> bool:
+    return a.id == b.id if a.id is not None and b.id is not None else a.token == b.token
+
+
+def _alternatives_title(alternatives: Sequence[TokenProb], chosen: TokenProb, limit: int = 8) -> str:
     lines = [
-        f"{'▶ ' if a.id == chosen_id else '   '}{display_token(a.token)}  {a.prob:.1%}" for a in alternatives[:limit]
+        f"{'▶ ' if _is_same(a, chosen) else '   '}{display_token(a.token)}  {a.prob:.1%}" for a in alternatives[:limit]
     ]
     return "\n".join(lines)
 
@@ -68,12 +73,13 @@ def token_chips(tokens: Sequence[Token]) -> str:
     return f'<div class="lab-tokens" style="line-height:2.4rem">{"".join(chips)}</div>'
 
 
-def path_html(prompt_text: str, steps: Sequence[GenerationStep]) -> str:
+def path_html(prompt_text: str, steps: Sequence[GenerationStep | BackendStep]) -> str:
     """The prompt in grey, then each chosen token coloured by the model's probability for it."""
     parts = [f'<span style="color:#64748b;white-space:pre-wrap">{_escape(prompt_text)}</span>']
     for s in steps:
-        title = f"{s.display}: {s.chosen.prob:.2%} (rank {s.rank})\nalternatives:\n" + _alternatives_title(
-            s.alternatives, s.chosen.id
+        rank = f"rank {s.rank}" if s.rank is not None else "not among the listed alternatives"
+        title = f"{s.display}: {s.chosen.prob:.2%} ({rank})\nalternatives:\n" + _alternatives_title(
+            s.alternatives, s.chosen
         )
         parts.append(_span(s.chosen.token, prob_colour(s.chosen.prob), title, "font-weight:600;"))
     return f'<div class="lab-tokens" style="font-size:1.15rem;line-height:2rem">{"".join(parts)}</div>'
@@ -93,7 +99,7 @@ def score_html(score: TextScore, mode: str, high_contrast: bool = False) -> str:
         else:
             colour = prob_colour(t.prob)
         title = f"{t.display}: {t.prob:.2%}, rank {t.rank}\nthe model expected:\n" + _alternatives_title(
-            t.alternatives, t.id
+            t.alternatives, TokenProb(t.id, t.token, t.prob, t.logprob or 0.0)
         )
         parts.append(_span(t.token, colour, title))
     return f'<div class="lab-tokens" style="font-size:1.1rem;line-height:2rem">{"".join(parts)}</div>'

@@ -7,8 +7,11 @@ which model *this* session chose.
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
+from core.backends import OPENAI_BASE_URL, OpenAIBackend, list_models
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
 from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
@@ -16,6 +19,15 @@ from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_mode
 MODEL_NAME = "model_name"
 MODEL_DTYPE = "model_dtype"
 PRESENTATION = "presentation"
+BACKEND = "backend"
+API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
+    "api_base_url",
+    "api_key",
+    "api_model",
+    "api_models",
+    "api_pick",
+)
+LOCAL, OPENAI = "local", "openai"
 
 SUGGESTED_MODELS = [EMBEDDED_MODEL, "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]
 
@@ -24,10 +36,67 @@ def _init() -> None:
     st.session_state.setdefault(MODEL_NAME, EMBEDDED_MODEL)
     st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
     st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
+    st.session_state.setdefault(BACKEND, LOCAL)
+    st.session_state.setdefault(API_BASE_URL, os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL))
+    st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
+    st.session_state.setdefault(API_MODEL, "")
 
 
 def presenting() -> bool:
     return bool(st.session_state.get(PRESENTATION))
+
+
+def using_api() -> bool:
+    return st.session_state.get(BACKEND) == OPENAI
+
+
+def current_api_backend() -> OpenAIBackend | None:
+    """The OpenAI-compatible backend this session set up; None (with a message) when it is incomplete."""
+    _init()
+    try:
+        return OpenAIBackend(
+            st.session_state[API_MODEL],
+            base_url=st.session_state[API_BASE_URL],
+            api_key=st.session_state[API_KEY] or None,
+        )
+    except LabError as exc:
+        st.warning(str(exc), icon="🔌")
+        return None
+
+
+def _list_api_models() -> None:
+    try:
+        names = list_models(st.session_state[API_BASE_URL], st.session_state[API_KEY] or None)
+    except LabError as exc:
+        st.session_state[API_MODELS] = str(exc)
+        return
+    st.session_state[API_MODELS] = names
+    if names and not st.session_state[API_MODEL]:
+        st.session_state[API_MODEL] = names[0]
+
+
+def _pick_api_model() -> None:
+    st.session_state[API_MODEL] = st.session_state[API_PICK]
+
+
+def _api_settings() -> None:
+    st.text_input("Base URL", key=API_BASE_URL, help="The API root, e.g. http://127.0.0.1:8000/v1 for vLLM.")
+    st.text_input(
+        "API key",
+        key=API_KEY,
+        type="password",
+        help="Kept in this browser session only: never saved, logged or put in the URL. "
+        "Leave empty to use OPENAI_API_KEY, or for servers that need no key.",
+    )
+    if not st.session_state[API_KEY] and os.environ.get("OPENAI_API_KEY"):
+        st.caption("Using OPENAI_API_KEY from the server's environment.")
+    st.button("List the server's models", on_click=_list_api_models)
+    listed = st.session_state.get(API_MODELS)
+    if isinstance(listed, str):
+        st.error(listed, icon="🔌")
+    elif listed:
+        st.selectbox("Models on the server", listed, index=None, key=API_PICK, on_change=_pick_api_model)
+    st.text_input("Model", key=API_MODEL, help="The name the server knows the model by.")
 
 
 def current_model() -> LoadedModel | None:
@@ -48,31 +117,47 @@ def current_model() -> LoadedModel | None:
         return None
 
 
+def _local_settings() -> None:
+    st.text_input(
+        "Model",
+        key=MODEL_NAME,
+        help="'embedded' is SmolLM2-135M-Instruct, shipped with LLM Lab. Any Hugging Face id or local "
+        "folder works too (downloads need internet).",
+    )
+    st.selectbox(
+        "Precision",
+        list(DTYPES),
+        key=MODEL_DTYPE,
+        help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
+    )
+    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
+    if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner
+        lm = load_model(name, dtype)
+        st.caption(
+            f"**{lm.display_name}** · {lm.n_parameters / 1e6:,.0f}M parameters · "
+            f"{lm.key.dtype} · {lm.key.device} · context {lm.context_length:,}"
+        )
+    else:
+        st.caption("Not loaded yet: it loads when a page needs it.")
+
+
 def sidebar() -> None:
     _init()
     with st.sidebar:
         st.subheader("Model")
-        st.text_input(
-            "Model",
-            key=MODEL_NAME,
-            help="'embedded' is SmolLM2-135M-Instruct, shipped with LLM Lab. Any Hugging Face id or local "
-            "folder works too (downloads need internet).",
+        st.radio(
+            "Where the model runs",
+            [LOCAL, OPENAI],
+            key=BACKEND,
+            horizontal=True,
+            format_func={LOCAL: "Here", OPENAI: "OpenAI-compatible API"}.get,
+            help="Here: transformers in this process. API: OpenAI, or any server speaking its API "
+            "(vLLM, llama.cpp, Ollama, LM Studio).",
         )
-        st.selectbox(
-            "Precision",
-            list(DTYPES),
-            key=MODEL_DTYPE,
-            help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
-        )
-        name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
-        if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner
-            lm = load_model(name, dtype)
-            st.caption(
-                f"**{lm.display_name}** · {lm.n_parameters / 1e6:,.0f}M parameters · "
-                f"{lm.key.dtype} · {lm.key.device} · context {lm.context_length:,}"
-            )
+        if using_api():
+            _api_settings()
         else:
-            st.caption("Not loaded yet: it loads when a page needs it.")
+            _local_settings()
         st.divider()
         st.toggle("Presentation mode", key=PRESENTATION, help="Large type and fewer controls, for a projector.")
 

@@ -102,7 +102,9 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 2000})
     page = context.new_page()
     page.console_errors = []
+    page.failed_requests = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
     yield page
     context.close()
 
@@ -112,3 +114,16 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Opened at a page URL (/explorer), Streamlit's frontend first probes /explorer/_stcore/... for its
+# server, gets 404 and falls back to /_stcore/...: Streamlit's own behaviour, not an app error.
+STREAMLIT_PATH_PROBES = ("/_stcore/health", "/_stcore/host-config")
+
+
+def assert_no_app_errors(page) -> None:
+    """No console error except the 404s of Streamlit's own base-path probes."""
+    probes = [r for r in page.failed_requests if r.startswith("404 ") and r.endswith(STREAMLIT_PATH_PROBES)]
+    unexplained = [r for r in page.failed_requests if r not in probes]
+    assert unexplained == []
+    assert len(page.console_errors) == len(probes), page.console_errors

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import assert_no_app_errors, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,3 +33,4 @@ def test_explorer_prompt_chart_and_click_to_steer(page, app_url):
     shot(page, "explorer-2-after-click")
     assert re.search(r"France is\s*Paris", page.locator(".lab-tokens").nth(1).inner_text())
     assert page.url.count("path=") == 1  # the steered token is in the link
+    assert_no_app_errors(page)
