@@ -12,11 +12,14 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.embedded import EMBEDDED_MODEL
-from core.errors import LabError
+from core.errors import InvalidInput, LabError
 from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel
+
+if TYPE_CHECKING:
+    from core.backends.openai_api import OpenAIBackend
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -41,10 +44,38 @@ def _token_row(token: str, token_id: int | None, prob: float | None, logprob: fl
     return {"token": token, "id": token_id, "prob": prob, "logprob": logprob}
 
 
+def _api_backend(args: argparse.Namespace) -> OpenAIBackend:
+    """The server's model; the key comes only from OPENAI_API_KEY, never a flag that ``ps`` would show."""
+    from core.backends.openai_api import DEFAULT_TIMEOUT_S, OpenAIBackend
+
+    if args.model == EMBEDDED_MODEL:
+        raise InvalidInput("With --backend openai, --model must name a model on the server (e.g. gpt-4o-mini).")
+    return OpenAIBackend(args.model, base_url=args.base_url, timeout=args.timeout or DEFAULT_TIMEOUT_S)
+
+
+def _next_token_api(args: argparse.Namespace) -> dict[str, Any]:
+    backend = _api_backend(args)
+    dist = backend.next_token(args.prompt, chat=args.chat, top_k=args.top_k)
+    return {
+        "model": dist.model,
+        "base_url": backend.base_url,
+        "prompt": dist.prompt_text,
+        "prompt_tokens": dist.prompt_tokens,
+        "tokens": [_token_row(t.token, t.id, t.prob, t.logprob) for t in dist.tokens],
+        "entropy": dist.entropy,
+        "entropy_bits": dist.entropy_bits,
+        "top_k_mass": dist.listed_mass,
+        "other_mass": dist.other_mass,
+        "entropy_is_lower_bound": dist.entropy_is_lower_bound,
+    }
+
+
 def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
     from core.distributions import next_token_distribution
     from core.tokens import encode_prompt
 
+    if args.backend == "openai":
+        return _next_token_api(args)
     lm = _model(args)
     prompt = encode_prompt(lm, args.prompt, chat=args.chat)
     dist = next_token_distribution(lm, prompt.ids)
@@ -57,6 +88,8 @@ def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
         "entropy": dist.entropy,
         "entropy_bits": dist.entropy_bits,
         "top_k_mass": sum(t.prob for t in top),
+        "other_mass": max(0.0, 1.0 - sum(t.prob for t in top)),
+        "entropy_is_lower_bound": False,
     }
 
 
@@ -83,11 +116,50 @@ def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _generate_api(args: argparse.Namespace) -> dict[str, Any]:
+    from core.distributions import SamplingSettings
+
+    backend = _api_backend(args)
+    settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.min_p)
+    steps = []
+    started = time.perf_counter()
+    for step in backend.generate_steps(
+        args.prompt, args.chat, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives
+    ):
+        steps.append(step)
+        if not args.json:
+            print(step.chosen.token, end="", flush=True)
+    seconds = time.perf_counter() - started
+    if not args.json:
+        print()
+    return {
+        "model": backend.model,
+        "base_url": backend.base_url,
+        "prompt": None if args.chat else args.prompt,
+        "text": "".join(s.chosen.token for s in steps),
+        "tokens": [
+            {
+                **_token_row(s.chosen.token, s.chosen.id, s.chosen.prob, s.chosen.logprob),
+                "rank": s.rank,
+                "sampled_prob": s.sampled_prob,
+                "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in s.alternatives],
+                "other_mass": s.other_mass,
+            }
+            for s in steps
+        ],
+        "stopped": "eos" if steps and steps[-1].finished else "length",
+        "seconds": seconds,
+        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+    }
+
+
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     from core.distributions import SamplingSettings
     from core.generation import generate
     from core.tokens import encode_prompt
 
+    if args.backend == "openai":
+        return _generate_api(args)
     lm = _model(args)
     prompt = encode_prompt(lm, args.prompt, chat=args.chat)
     settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.min_p)
@@ -144,6 +216,45 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from core.finetune.config import FinetuneConfig
+    from core.finetune.datasets import load_dataset
+    from core.finetune.train import create_or_join_job, estimate_duration, run_job
+
+    if args.job_dir:
+        return run_job(Path(args.job_dir))
+    if not args.dataset:
+        raise InvalidInput("Name a dataset with --dataset: sentiment, pirate, persona, or a .csv / .jsonl file.")
+    given = {
+        "learning_rate": args.lr,
+        "r": args.r,
+        "alpha": args.alpha,
+        "dropout": args.dropout,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "max_steps": args.max_steps,
+        "target_modules": [m for arg in args.target_modules for m in arg.split(",") if m]
+        if args.target_modules
+        else None,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.epochs is not None:
+        settings.update(epochs=args.epochs, max_steps=args.max_steps)
+    config = FinetuneConfig(
+        dataset=args.dataset, model=args.model, precision=args.dtype, device=args.device, **settings
+    ).validate()
+    dataset = load_dataset(config.dataset, config.eval_fraction, config.seed)
+    if args.estimate:
+        return estimate_duration(config, dataset).to_dict()
+    if not args.output:
+        raise InvalidInput("Say where the job goes with --output DIR (the adapter is saved in DIR/adapter).")
+    create_or_join_job(config, Path(args.output), dataset)
+    return run_job(Path(args.output))
+
+
 def _print_table(result: dict[str, Any]) -> None:
     from core.tokens import display_token
 
@@ -171,6 +282,17 @@ def _print_table(result: dict[str, Any]) -> None:
         print(line)
 
 
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "API backend", "Any OpenAI-compatible server. The API key is read from OPENAI_API_KEY only."
+    )
+    group.add_argument("--backend", choices=["local", "openai"], default="local", help="where the model runs")
+    group.add_argument(
+        "--base-url", default=None, help="the server's API root, e.g. http://127.0.0.1:8080/v1 (default: OpenAI's)"
+    )
+    group.add_argument("--timeout", type=float, default=None, help="seconds to wait for each answer (default 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="LLM Lab's engine from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("next-token", cmd_next_token, "The distribution over the next token.")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--top-k", type=int, default=10, help="how many tokens to list")
+    p.add_argument("--top-k", type=int, default=10, help="how many tokens to list (at most 20 with --backend openai)")
     p.add_argument("--chat", action="store_true", help="apply the chat template, prompt as the user message")
+    add_backend_options(p)
 
     p = add("score", cmd_score, "How surprising each token of a text is, and its perplexity.")
     p.add_argument("--text", required=True)
@@ -203,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--alternatives", type=int, default=20, help="alternatives reported per step")
     p.add_argument("--chat", action="store_true")
+    add_backend_options(p)
 
     p = add("tokenize", cmd_tokenize, "Show the tokens the model reads.")
     p.add_argument("--prompt", required=True)
@@ -212,6 +336,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=48)
     p.add_argument("--skip-cold", action="store_true", help="skip the (slow) first load from the GGUF")
+
+    p = add(
+        "finetune",
+        cmd_finetune,
+        "Fine-tune a LoRA adapter in the foreground (Trainer + peft; also under accelerate launch or torchrun). "
+        "--dtype is the training precision: auto (default) is bfloat16/float16 on a GPU that has it, float32 on a CPU.",
+    )
+    p.set_defaults(dtype="auto")
+    from core.finetune.config import FinetuneConfig
+
+    d = FinetuneConfig()  # help shows the config's own defaults
+    p.add_argument("--dataset", help="sentiment, pirate, persona, or a .csv / .jsonl file")
+    p.add_argument("--output", help="the job folder to create: config, status, metrics, log and DIR/adapter")
+    p.add_argument("--job-dir", help="run a job folder prepared by a page (other settings come from its config)")
+    p.add_argument("--estimate", action="store_true", help="time a quick step and print the expected duration")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=int, default=None, help=f"optimizer steps (default {d.max_steps})")
+    length.add_argument("--epochs", type=float, default=None, help="passes over the training split")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate:g})")
+    p.add_argument("--r", type=int, default=None, help=f"LoRA rank (default {d.r})")
+    p.add_argument(
+        "--alpha", type=float, default=None, help=f"LoRA alpha; the update is scaled by alpha/r (default {d.alpha:g})"
+    )
+    p.add_argument("--dropout", type=float, default=None, help=f"LoRA dropout (default {d.dropout:g})")
+    p.add_argument(
+        "--target-modules", nargs="+", default=None, help=f"layers to adapt (default {' '.join(d.target_modules)})"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help=f"examples per step (default {d.batch_size})")
+    p.add_argument("--max-length", type=int, default=None, help=f"max tokens per example (default {d.max_length})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     return parser
 
 

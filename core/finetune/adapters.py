@@ -1,0 +1,158 @@
+"""Saved LoRA adapters: writing one atomically with its model card, and the library of them.
+
+An adapter folder holds ``adapter_config.json`` and
+``adapter_model.safetensors`` (what peft loads), a ``README.md`` model card
+for people, and ``training.json`` with the same facts for programs. It is
+written under a temporary name and renamed into place, so a folder called
+``adapter`` is always complete.
+
+A finished job *is* a saved adapter: ``<jobs>/<name>/adapter``. Renaming or
+deleting an adapter renames or deletes its job (its curve and log go with
+it), and is refused while that job is still running.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import InvalidInput
+from core.finetune.jobfolder import read_job, read_json, write_json_atomic
+from core.finetune.paths import child_folder, jobs_root
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def model_card(info: dict[str, Any]) -> str:
+    """A short README: what the adapter was trained on, how, and what it did to the loss."""
+    hp = info["hyperparameters"]
+    steps = f"{info['steps']} of {info['max_steps']}" + (" (stopped early: partial)" if info["partial"] else "")
+    return f"""---
+library_name: peft
+base_model: {info["base_model"]}
+tags: [lora, llm-lab]
+---
+
+# LoRA adapter for {info["base_model_display"]}
+
+Trained with LLM Lab on `{info["dataset"]}` ({info["train_examples"]} training / {info["eval_examples"]} held-out
+examples). The loss counted only the completion tokens; prompts were wrapped in the model's chat template
+where it has one.
+
+| | |
+|---|---|
+| Base model | {info["base_model_display"]} (`{info["base_model"]}`) |
+| Dataset | {info["dataset"]} |
+| Steps | {steps} |
+| Eval loss | {_fmt(info["eval_loss_before"])} before → {_fmt(info["eval_loss_after"])} after |
+| Train loss | {_fmt(info["train_loss_first"])} first step → {_fmt(info["train_loss_last"])} last step |
+| LoRA | r {hp["r"]}, alpha {hp["alpha"]:g}, dropout {hp["dropout"]:g}, on {", ".join(hp["target_modules"])} |
+| Optimiser | lr {hp["learning_rate"]:g}, batch {hp["batch_size"]}, max length {hp["max_length"]}, seed {hp["seed"]} |
+| Precision / device | {info["precision"]} on {info["device"]} |
+| Date | {info["date"]} |
+| Duration | {info["seconds"]:.0f} s ({_fmt(info["train_tokens_per_second"], ",.0f")} training tokens/s) |
+
+Load it with peft: `PeftModel.from_pretrained(base_model, "<this folder>")`.
+"""
+
+
+def save_adapter(model: Any, target: Path, info: dict[str, Any]) -> Path:
+    """Save a peft model's adapter to ``target`` atomically, with its card and ``training.json``."""
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    old = target.with_name(f".{target.name}.old")
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        # Name the base as LLM Lab does ('embedded'), not by the cache folder it was loaded from.
+        peft_config = read_json(tmp / "adapter_config.json")
+        write_json_atomic(tmp / "adapter_config.json", {**peft_config, "base_model_name_or_path": info["base_model"]})
+        (tmp / "README.md").write_text(model_card(info), encoding="utf-8")  # replaces peft's template card
+        write_json_atomic(tmp / "training.json", info)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return all((Path(path) / f).is_file() for f in ADAPTER_FILES)
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A saved adapter as the adapters list shows it."""
+
+    name: str
+    path: Path  # the adapter folder, for loading
+    job_dir: Path
+    partial: bool
+    training: dict[str, Any]  # training.json: base model, dataset, losses, hyperparameters, date
+
+    @property
+    def card(self) -> str:
+        card = self.path / "README.md"
+        return card.read_text(encoding="utf-8") if card.is_file() else ""
+
+
+def list_adapters(root: Path | None = None) -> list[AdapterInfo]:
+    """Every saved adapter under ``root``, newest first."""
+    root = root or jobs_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for job_dir in root.iterdir():
+        adapter = job_dir / "adapter"
+        if job_dir.name.startswith(".") or not is_adapter_dir(adapter):
+            continue
+        training = read_json(adapter / "training.json") or {}
+        found.append(AdapterInfo(job_dir.name, adapter, job_dir, bool(training.get("partial")), training))
+    return sorted(found, key=lambda a: (a.path / "adapter_model.safetensors").stat().st_mtime, reverse=True)
+
+
+def _existing_job(name: str, root: Path | None) -> Path:
+    job_dir = child_folder(root or jobs_root(), name, "adapter name")
+    if not job_dir.is_dir():
+        raise InvalidInput(f"There is no adapter called {name!r}.")
+    if (job_dir / "status.json").is_file() and read_job(job_dir, with_metrics=False).active:
+        raise InvalidInput(f"{name!r} is still training: cancel it or wait for it to finish first.")
+    return job_dir
+
+
+def rename_adapter(name: str, new_name: str, root: Path | None = None) -> Path:
+    """Rename an adapter (and its job); returns the new adapter folder."""
+    job_dir = _existing_job(name, root)
+    target = child_folder(job_dir.parent, new_name, "new name")
+    if target.exists():
+        raise InvalidInput(f"An adapter called {target.name!r} already exists: choose another name.")
+    job_dir.rename(target)
+    return target / "adapter"
+
+
+def delete_adapter(name: str, root: Path | None = None) -> None:
+    """Delete an adapter and its job folder."""
+    shutil.rmtree(_existing_job(name, root))
+
+
+def zip_adapter(name: str, root: Path | None = None) -> bytes:
+    """The adapter's files as a zip (``<name>/adapter_config.json`` ...), ready for a download button."""
+    adapter = child_folder(root or jobs_root(), name, "adapter name") / "adapter"
+    if not is_adapter_dir(adapter):
+        raise InvalidInput(f"There is no saved adapter called {name!r}.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(adapter.iterdir()):
+            if file.is_file():
+                archive.write(file, f"{name}/{file.name}")
+    return buffer.getvalue()

@@ -1,0 +1,228 @@
+"""Job folders, the machine lock, names and the adapters library (no training here)."""
+
+import copy
+import io
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidInput
+from core.finetune import (
+    FinetuneConfig,
+    JobBusy,
+    check_name,
+    delete_adapter,
+    find_job,
+    list_adapters,
+    list_jobs,
+    load_dataset,
+    read_job,
+    rename_adapter,
+    running_job,
+    start_job,
+    zip_adapter,
+)
+from core.finetune.adapters import save_adapter
+from core.finetune.jobfolder import DIED, JobFolder, create_job, write_json_atomic
+from core.finetune.launcher import claim_lock, release_lock
+from core.finetune.paths import jobs_root, lock_path
+from core.finetune.processes import ProcessId
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """Every test gets its own LLM Lab data folder, so its lock and jobs are its own."""
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def dead_process() -> ProcessId:
+    """The identity of a real process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = ProcessId.of(child.pid).started
+    child.wait()
+    return ProcessId(child.pid, started)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs", "a/b", "a\\b", "..", ".hidden", "", "  ", "CON", "nul.txt", "com1"])
+def test_unsafe_names_are_refused(bad):
+    with pytest.raises(InvalidInput):
+        check_name(bad)
+
+
+@pytest.mark.parametrize("bad", ["-dash-first", "spaces inside", "é-accent", "x" * 65])
+def test_names_outside_the_safe_alphabet_are_refused(bad):
+    with pytest.raises(InvalidInput):
+        check_name(bad)
+
+
+def test_plain_names_are_accepted_and_stripped():
+    assert check_name("  sentiment-v2_final.1 ") == "sentiment-v2_final.1"
+    assert check_name("console") == "console"  # only the exact device names are reserved
+
+
+def test_find_job_refuses_traversal_from_a_url(data_dir):
+    with pytest.raises(InvalidInput, match="path separator"):
+        find_job("../../etc")
+    with pytest.raises(InvalidInput, match="no fine-tuning job called"):
+        find_job("not-there")
+
+
+def test_a_failing_status_write_leaves_the_previous_status_whole(tmp_path):
+    path = tmp_path / "status.json"
+    write_json_atomic(path, {"status": "running", "step": 3})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"status": "done", "bad": object()})
+    assert json.loads(path.read_text()) == {"status": "running", "step": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"], "no temp file may be left behind"
+
+
+def test_readers_never_see_a_half_written_status(tmp_path):
+    path = tmp_path / "status.json"
+    big = {"status": "running", "padding": "x" * 200_000}
+    write_json_atomic(path, {**big, "step": 0})
+    done = threading.Event()
+    seen: list[int] = []
+
+    def read_all_the_time():
+        while not done.is_set():
+            seen.append(json.loads(path.read_text())["step"])  # raises on a torn file
+
+    reader = threading.Thread(target=read_all_the_time)
+    reader.start()
+    for step in range(1, 200):
+        write_json_atomic(path, {**big, "step": step})
+    done.set()
+    reader.join()
+    assert seen == sorted(seen), "steps only move forward"
+
+
+def test_metrics_reader_skips_a_line_still_being_written(tmp_path):
+    folder = JobFolder(tmp_path)
+    folder.append_metric({"step": 1, "loss": 2.0})
+    with folder.file("metrics.jsonl").open("a") as f:
+        f.write('{"step": 2, "lo')
+    assert folder.metrics() == [{"step": 1, "loss": 2.0}]
+
+
+def test_the_lock_refuses_a_second_job_while_the_first_runs(data_dir):
+    first = jobs_root() / "first"
+    claim_lock(first, ProcessId.current())  # held by a live process: this one
+    with pytest.raises(JobBusy, match=r"Another fine-tuning job \(first\) is running"):
+        start_job(FinetuneConfig(dataset="sentiment"))
+    assert not jobs_root().exists(), "a refused job leaves no folder"
+    assert running_job() == first.resolve()
+    release_lock(first)
+    assert running_job() is None
+
+
+def test_a_stale_lock_is_taken_over(data_dir):
+    claim_lock(jobs_root() / "crashed", dead_process())
+    assert running_job() is None
+    claim_lock(jobs_root() / "next", ProcessId.current())
+    assert json.loads(lock_path().read_text())["job"].endswith("next")
+
+
+def test_a_bad_upload_starts_nothing(data_dir, tmp_path):
+    upload = tmp_path / "bad.csv"
+    upload.write_text("question,answer\nq,a\n")
+    with pytest.raises(InvalidInput, match="missing the column"):
+        start_job(FinetuneConfig(dataset=str(upload)))
+    assert not jobs_root().exists()
+    assert not lock_path().exists()
+
+
+def test_a_job_whose_process_died_is_reported_failed(data_dir):
+    folder = create_job(FinetuneConfig(), jobs_root() / "killed", load_dataset("sentiment"))
+    folder.update_status(status="running", phase="training", step=3, max_steps=40)
+    folder.set_process(dead_process())
+    folder.log_path.write_text("step 3/40  loss 0.5\nKilled\n")
+    state = read_job(folder.path)
+    assert state.status == "failed"
+    assert state.error.startswith(DIED) and state.error.endswith("Last line of its log: Killed")
+    assert folder.status()["status"] == "failed", "the verdict is recorded, not just shown"
+    assert [j.name for j in list_jobs()] == ["killed"]
+
+
+def test_a_queued_job_reports_progress_and_no_eta_yet(data_dir):
+    folder = create_job(FinetuneConfig(), jobs_root() / "waiting", load_dataset("sentiment"))
+    folder.set_process(ProcessId.current())
+    state = read_job(folder.path)
+    assert (state.status, state.progress, state.eta, state.adapter_dir) == ("queued", 0.0, None, None)
+    assert state.config["dataset"] == "sentiment"
+
+
+@pytest.fixture
+def saved_adapter(lm, data_dir):
+    """A real (untrained) LoRA adapter saved in a finished job folder called 'first'."""
+    from peft import LoraConfig, get_peft_model
+
+    folder = create_job(FinetuneConfig(), jobs_root() / "first", load_dataset("sentiment"))
+    folder.update_status(status="done", phase="finished")
+    model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=4, target_modules=["q_proj"]))
+    info = {
+        "base_model": "embedded",
+        "base_model_display": lm.display_name,
+        "dataset": "sentiment",
+        "train_examples": 100,
+        "eval_examples": 24,
+        "hyperparameters": FinetuneConfig().to_dict(),
+        "steps": 0,
+        "max_steps": 40,
+        "partial": True,
+        "train_loss_first": None,
+        "train_loss_last": None,
+        "eval_loss_before": 2.0,
+        "eval_loss_after": None,
+        "train_tokens_per_second": None,
+        "precision": "float32",
+        "device": "cpu",
+        "date": "2025-01-01 00:00 UTC",
+        "seconds": 1.0,
+    }
+    save_adapter(model, folder.adapter_dir, info)
+    return folder
+
+
+@pytest.mark.slow
+def test_adapters_can_be_listed_renamed_zipped_and_deleted(saved_adapter):
+    [info] = list_adapters()
+    assert (info.name, info.partial) == ("first", True)
+    assert "stopped early: partial" in info.card and "SmolLM2-135M-Instruct" in info.card
+    config = json.loads((info.path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "embedded"
+
+    new_path = rename_adapter("first", "sentiment-v1")
+    assert new_path == jobs_root() / "sentiment-v1" / "adapter"
+    with zipfile.ZipFile(io.BytesIO(zip_adapter("sentiment-v1"))) as archive:
+        names = set(archive.namelist())
+    assert {"sentiment-v1/adapter_config.json", "sentiment-v1/adapter_model.safetensors"} <= names
+    assert "sentiment-v1/README.md" in names
+
+    delete_adapter("sentiment-v1")
+    assert list_adapters() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", ["../escape", "/tmp/abs", "CON", ".."])
+def test_adapter_operations_refuse_unsafe_names(saved_adapter, bad):
+    for operation in (lambda: rename_adapter("first", bad), lambda: zip_adapter(bad), lambda: delete_adapter(bad)):
+        with pytest.raises(InvalidInput):
+            operation()
+    assert [a.name for a in list_adapters()] == ["first"]
+    assert Path(saved_adapter.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_running_job_cannot_be_renamed_or_deleted(saved_adapter):
+    saved_adapter.update_status(status="running")
+    saved_adapter.set_process(ProcessId.current())
+    with pytest.raises(InvalidInput, match="still training"):
+        delete_adapter("first")
+    with pytest.raises(InvalidInput, match="still training"):
+        rename_adapter("first", "other")

@@ -1,0 +1,177 @@
+"""Real fine-tuning on the embedded model: a short run that changes the answers, cancel, crash, kill.
+
+Every job here trains SmolLM2-135M for real. Waits have a generous deadline
+only so a broken job cannot hang the suite; nothing asserts on speed.
+"""
+
+import contextlib
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from core.finetune import (
+    FinetuneConfig,
+    JobState,
+    adapter_next_token_distribution,
+    list_adapters,
+    load_adapter,
+    load_dataset,
+    read_job,
+    request_stop,
+    running_job,
+    start_job,
+)
+from core.finetune.evaluate import greedy_answer, target_report
+from core.finetune.formatting import prompt_ids
+from core.finetune.jobfolder import DIED, JobFolder
+
+pytestmark = pytest.mark.slow
+HANG_GUARD_S = 600
+RESULT_KEYS = {
+    "adapter_dir",
+    "steps",
+    "train_loss_first",
+    "train_loss_last",
+    "eval_loss_before",
+    "eval_loss_after",
+    "train_tokens_per_second",
+    "seconds",
+    "partial",
+}
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tmp_path_factory):
+    """One epoch on the sentiment dataset through the CLI, in the foreground: (--json result, job folder)."""
+    root = tmp_path_factory.mktemp("finetune")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setenv("LLM_LAB_DATA", str(root / "data"))
+        argv = ["finetune", "--dataset", "sentiment", "--output", str(root / "job"), "--max-steps", "25", "--json"]
+        assert main(argv) == 0
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1, "with --json, stdout holds only the result"
+    return json.loads(lines[0]), root / "job"
+
+
+def test_cli_result_has_the_documented_shape_and_the_eval_loss_falls(sentiment_run):
+    result, job_dir = sentiment_run
+    assert set(result) >= RESULT_KEYS
+    assert (result["steps"], result["partial"], result["status"]) == (25, False, "done")
+    assert result["eval_loss_after"] < result["eval_loss_before"] / 3
+    assert result["train_loss_last"] < result["train_loss_first"]
+    assert result["train_tokens_per_second"] > 0
+    assert Path(result["adapter_dir"]) == job_dir / "adapter"
+
+
+def test_the_answer_to_a_training_prompt_becomes_exactly_the_label(sentiment_run, lm):
+    result, _ = sentiment_run
+    example = load_dataset("sentiment").train[0]
+    base_answer = greedy_answer(lm, example, 16)
+    assert base_answer != example.completion, "zero-shot the base model answers in a sentence"
+    adapted = load_adapter(lm, result["adapter_dir"])
+    assert greedy_answer(adapted, example, 16) == example.completion
+    dist = adapter_next_token_distribution(lm, result["adapter_dir"], prompt_ids(lm.tokenizer, example))
+    assert dist.top(1)[0].token == example.completion and dist.adapter == "job"
+    assert lm.model.__class__.__name__ == "LlamaForCausalLM", "the shared base model is left untouched"
+
+
+def test_held_out_accuracy_rises(sentiment_run, lm):
+    result, _ = sentiment_run
+    dataset = load_dataset("sentiment")
+    before = target_report(lm, dataset)
+    after = target_report(load_adapter(lm, result["adapter_dir"]), dataset)
+    assert after.accuracy > before.accuracy
+    assert after.accuracy >= 0.75
+
+
+def test_the_job_folder_records_metrics_status_and_a_model_card(sentiment_run):
+    result, job_dir = sentiment_run
+    state = read_job(job_dir)
+    assert (state.status, state.progress, state.partial, state.error) == ("done", 1.0, False, None)
+    train_rows = [m for m in state.metrics if m["loss"] is not None]
+    eval_rows = [m for m in state.metrics if m["eval_loss"] is not None]
+    assert [m["step"] for m in train_rows] == list(range(1, 26))
+    assert all(m["tokens_per_second"] > 0 and m["learning_rate"] > 0 for m in train_rows)
+    assert eval_rows[0]["step"] == 0 and eval_rows[-1]["step"] == 25 and len(eval_rows) >= 3
+    assert eval_rows[-1]["eval_loss"] == result["eval_loss_after"]
+    adapter = job_dir / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "training.json"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    card = (adapter / "README.md").read_text()
+    assert "SmolLM2-135M-Instruct" in card and "sentiment" in card and "r 8, alpha 16" in card
+    assert not list(job_dir.glob(".*")), "no temp folders left behind"
+
+
+def wait_for(job_dir: Path, done: Callable[[JobState], bool]) -> JobState:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        state = read_job(job_dir)
+        if done(state):
+            return state
+        time.sleep(0.5)
+    pytest.fail(f"the job in {job_dir} hung: {read_job(job_dir)}\n{(job_dir / 'job.log').read_text()}")
+
+
+@pytest.fixture
+def small_upload(tmp_path, monkeypatch):
+    """A 12-row upload (10 to train, 2 to evaluate), so background jobs spend their time training."""
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
+    path = tmp_path / "reviews.jsonl"
+    rows = [e.to_json() for e in load_dataset("sentiment").train[:12]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_cancel_mid_run_leaves_a_loadable_partial_adapter(small_upload, lm):
+    job = start_job(FinetuneConfig(dataset=small_upload, max_steps=500, batch_size=1, evals_during_training=0))
+    assert running_job() == job.resolve()
+    state = wait_for(job, lambda s: s.step >= 2 or s.finished)
+    assert state.status == "running" and state.eta is not None and state.elapsed > 0
+    request_stop(job)
+    state = wait_for(job, lambda s: s.finished)
+    assert (state.status, state.partial) == ("cancelled", True)
+    assert 2 <= state.step < 500 and state.result["partial"] is True
+    assert state.adapter_dir == job / "adapter"
+    [info] = list_adapters()
+    assert info.partial and "stopped early: partial" in info.card
+    example = load_dataset("sentiment").train[0]
+    dist = adapter_next_token_distribution(lm, state.adapter_dir, prompt_ids(lm.tokenizer, example))
+    assert abs(float(dist.probs.sum()) - 1) < 1e-9
+    assert running_job() is None, "the lock is released when the job ends"
+
+
+def test_a_job_that_crashes_shows_as_failed_with_its_error(small_upload):
+    job = start_job(FinetuneConfig(dataset=small_upload, max_steps=5, target_modules=["no_such_proj"]))
+    state = wait_for(job, lambda s: s.finished)
+    assert state.status == "failed"
+    assert "no_such_proj" in state.error and "q_proj" in state.error, state.error
+    assert state.adapter_dir is None
+    assert "no_such_proj" in (job / "job.log").read_text()
+    assert running_job() is None
+
+
+def test_a_killed_job_is_reported_as_failed_and_frees_the_machine(small_upload):
+    job = start_job(FinetuneConfig(dataset=small_upload, max_steps=500, batch_size=1, evals_during_training=0))
+    wait_for(job, lambda s: s.step >= 1 or s.finished)
+    os.kill(JobFolder(job).process().pid, signal.SIGKILL)
+    state = wait_for(job, lambda s: s.finished)
+    assert state.status == "failed" and state.error.startswith(DIED)
+    assert running_job() is None, "a dead job's lock is stale"
+    next_job = start_job(FinetuneConfig(dataset=small_upload, max_steps=1, evals_during_training=0))
+    assert wait_for(next_job, lambda s: s.finished).status == "done"
+
+
+def test_estimate_times_a_real_step(small_upload, capsys):
+    assert main(["finetune", "--dataset", "sentiment", "--max-steps", "30", "--estimate", "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert estimate["steps"] == 30 and estimate["seconds_per_step"] > 0 and estimate["eval_seconds"] > 0
+    assert estimate["total_seconds"] > 30 * estimate["seconds_per_step"]
