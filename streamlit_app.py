@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/explorer.py", title="Next-token explorer", icon="🎲", url_path="explorer"),
     st.Page("pages/score.py", title="Surprise: score a text", icon="🌡️", url_path="score"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️", url_path="finetune"),
 ]
 
 page = st.navigation(PAGES)

@@ -31,6 +31,15 @@ with right:
     )
     st.page_link("pages/score.py", label="Score a text", icon="🌡️")
 
+left, right = st.columns(2)
+with left:
+    st.subheader("🛠️ Fine-tune")
+    st.markdown(
+        "Adjust the pre-trained model with examples of a task — sentiment labels, a pirate's voice, a made-up "
+        "persona — with LoRA, in a minute on a laptop. Watch the loss fall and keep the adapter."
+    )
+    st.page_link("pages/finetune.py", label="Fine-tune a model", icon="🛠️")
+
 st.divider()
 st.caption(
     "Choose another model in the sidebar: any Hugging Face id or local folder works the same way. "

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.distributions import DISTRIBUTION_CACHE, score_text
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-PAGES = ["pages/home.py", "pages/explorer.py", "pages/score.py"]
+PAGES = ["pages/home.py", "pages/explorer.py", "pages/score.py", "pages/finetune.py"]
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:

@@ -118,3 +118,29 @@ def api_distribution_figure(dist: BackendDistribution, presentation: bool = Fals
         yaxis={"autorange": "reversed", "type": "category", "tickfont": {"family": "monospace", "size": font + 3}},
     )
     return fig
+
+
+def loss_figure(metrics: list[dict], presentation: bool = False) -> go.Figure:
+    """Training loss per step and evaluation loss where measured, with markers so a ten-step run reads well."""
+    train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
+    evaluation = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
+    fig = go.Figure()
+    if train:
+        fig.add_scatter(x=[s for s, _ in train], y=[v for _, v in train], name="training loss", mode="lines+markers")
+    if evaluation:
+        fig.add_scatter(
+            x=[s for s, _ in evaluation],
+            y=[v for _, v in evaluation],
+            name="evaluation loss (held out)",
+            mode="lines+markers",
+            marker={"size": 10, "symbol": "diamond"},
+        )
+    fig.update_layout(
+        height=360,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        font={"size": 20 if presentation else 14},
+        xaxis={"title": "step", "rangemode": "tozero"},
+        yaxis={"title": "loss", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.08, "x": 0},
+    )
+    return fig

@@ -1,0 +1,93 @@
+"""The fine-tune page in AppTest: it reads job folders, re-attaches from the URL, refuses bad uploads, starts jobs."""
+
+import time
+
+import pytest
+
+from core.finetune import FinetuneConfig, jobs_root, load_dataset, read_job
+from core.finetune.jobfolder import create_job
+from core.finetune.processes import ProcessId
+from tests.test_app import open_page
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """A data folder per test: its own jobs, adapters and lock."""
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def running_job_folder(name: str = "sentiment-live"):
+    """A job folder as a training process writes it, 'run' by this test process (alive for the test)."""
+    folder = create_job(FinetuneConfig(max_steps=40), jobs_root() / name, load_dataset("sentiment"))
+    now = time.time()
+    folder.set_process(ProcessId.current())
+    folder.update_status(
+        status="running", phase="training", step=3, max_steps=40, started_at=now - 30, train_started_at=now - 20
+    )
+    for step, loss in [(1, 3.1), (2, 2.4), (3, 1.9)]:
+        folder.append_metric({"step": step, "loss": loss, "learning_rate": 1e-3, "tokens_per_second": 900.0})
+    folder.append_metric({"step": 0, "eval_loss": 3.3})
+    return folder
+
+
+def test_a_running_job_is_shown_from_its_folder_and_reattached_from_the_url():
+    folder = running_job_folder()
+    at = open_page("pages/finetune.py", {"job": folder.name})
+    progress = at.get("progress")[0]
+    assert "step 3 of 40" in progress.proto.text
+    assert progress.proto.value == 7  # 3 of 40 steps, in percent
+    assert any(b.label == "⏹ Cancel" for b in at.button)
+    next(b for b in at.button if b.label == "⏹ Cancel").click().run()
+    assert (folder.path / "STOP").exists()
+
+
+def test_without_a_url_the_page_finds_the_running_job():
+    from core.finetune.launcher import claim_lock
+
+    folder = running_job_folder("found-by-lock")
+    claim_lock(folder.path, ProcessId.current())
+    at = open_page("pages/finetune.py")
+    assert at.query_params["job"] in ("found-by-lock", ["found-by-lock"])
+    assert "step 3 of 40" in at.get("progress")[0].proto.text
+    assert next(b for b in at.button if b.label == "▶ Train").disabled  # one job at a time on a machine
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"question,answer\nhi,there\n", "prompt"), (b"\xff\xfe\x00\x01bad", "UTF-8")],
+)
+def test_a_bad_upload_shows_its_message_and_starts_nothing(content, message):
+    from core.errors import InvalidInput
+    from core.finetune.datasets import parse_upload
+
+    with pytest.raises(InvalidInput, match=message) as expected:
+        parse_upload(content, "rows.csv")
+    at = open_page("pages/finetune.py")
+    at.radio(key="ft_source").set_value("upload").run()
+    at.get("file_uploader")[0].set_value(("rows.csv", content, "text/csv")).run()
+    assert not at.exception
+    assert any(str(expected.value) in e.value for e in at.error)
+    assert not any(b.label == "▶ Train" for b in at.button)
+    assert not jobs_root().exists() or not any(jobs_root().iterdir())
+
+
+@pytest.mark.slow
+def test_train_starts_a_real_job_process_that_finishes():
+    at = open_page("pages/finetune.py")
+    at.number_input[0].set_value(2).run()  # steps
+    next(b for b in at.button if b.label == "▶ Train").click().run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    name = at.query_params["job"]
+    name = name[0] if isinstance(name, list) else name
+    job_dir = jobs_root() / name
+    deadline = time.monotonic() + 600
+    while read_job(job_dir).active and time.monotonic() < deadline:
+        time.sleep(2)
+    state = read_job(job_dir)
+    assert state.status == "done", state.error
+    assert state.adapter_dir is not None and (state.adapter_dir / "adapter_model.safetensors").is_file()
+    at.run()
+    assert any("Done" in s.value for s in at.success)
+    assert any(name in str(df.value) for df in at.dataframe)
