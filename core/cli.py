@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.embedded import EMBEDDED_MODEL
@@ -19,7 +19,9 @@ from core.errors import InvalidInput, LabError
 from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel
 
 if TYPE_CHECKING:
+    from core.backends.base import BackendStep
     from core.backends.openai_api import OpenAIBackend
+    from core.generation import GenerationStep
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -42,6 +44,37 @@ def _model(args: argparse.Namespace) -> LoadedModel:
 
 def _token_row(token: str, token_id: int | None, prob: float | None, logprob: float | None) -> dict[str, Any]:
     return {"token": token, "id": token_id, "prob": prob, "logprob": logprob}
+
+
+def _stream(steps: Iterable[GenerationStep | BackendStep], echo: bool) -> tuple[list, float]:
+    """Collect generated steps, printing each token as it comes when ``echo``; also the seconds it took."""
+    collected = []
+    started = time.perf_counter()
+    for step in steps:
+        collected.append(step)
+        if echo:
+            print(step.chosen.token, end="", flush=True)
+    if echo:
+        print()
+    return collected, time.perf_counter() - started
+
+
+def _step_row(step: GenerationStep | BackendStep) -> dict[str, Any]:
+    chosen = step.chosen
+    return {
+        **_token_row(chosen.token, chosen.id, chosen.prob, chosen.logprob),
+        "rank": step.rank,
+        "sampled_prob": step.sampled_prob,
+        "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in step.alternatives],
+    }
+
+
+def _timing(steps: list, seconds: float) -> dict[str, Any]:
+    return {
+        "stopped": "eos" if steps and steps[-1].finished else "length",
+        "seconds": seconds,
+        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+    }
 
 
 def _api_backend(args: argparse.Namespace) -> OpenAIBackend:
@@ -121,35 +154,19 @@ def _generate_api(args: argparse.Namespace) -> dict[str, Any]:
 
     backend = _api_backend(args)
     settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.min_p)
-    steps = []
-    started = time.perf_counter()
-    for step in backend.generate_steps(
-        args.prompt, args.chat, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives
-    ):
-        steps.append(step)
-        if not args.json:
-            print(step.chosen.token, end="", flush=True)
-    seconds = time.perf_counter() - started
-    if not args.json:
-        print()
+    steps, seconds = _stream(
+        backend.generate_steps(
+            args.prompt, args.chat, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives
+        ),
+        echo=not args.json,
+    )
     return {
         "model": backend.model,
         "base_url": backend.base_url,
         "prompt": None if args.chat else args.prompt,
         "text": "".join(s.chosen.token for s in steps),
-        "tokens": [
-            {
-                **_token_row(s.chosen.token, s.chosen.id, s.chosen.prob, s.chosen.logprob),
-                "rank": s.rank,
-                "sampled_prob": s.sampled_prob,
-                "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in s.alternatives],
-                "other_mass": s.other_mass,
-            }
-            for s in steps
-        ],
-        "stopped": "eos" if steps and steps[-1].finished else "length",
-        "seconds": seconds,
-        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+        "tokens": [{**_step_row(s), "other_mass": s.other_mass} for s in steps],
+        **_timing(steps, seconds),
     }
 
 
@@ -163,32 +180,16 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     lm = _model(args)
     prompt = encode_prompt(lm, args.prompt, chat=args.chat)
     settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.min_p)
-    steps = []
-    started = time.perf_counter()
-    for step in generate(lm, prompt.ids, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives):
-        steps.append(step)
-        if not args.json:
-            print(step.chosen.token, end="", flush=True)
-    seconds = time.perf_counter() - started
-    if not args.json:
-        print()
-    finished_by_eos = bool(steps) and steps[-1].finished
+    steps, seconds = _stream(
+        generate(lm, prompt.ids, args.max_new_tokens, settings, seed=args.seed, alternatives=args.alternatives),
+        echo=not args.json,
+    )
     return {
         "model": lm.display_name,
         "prompt": prompt.text,
         "text": lm.tokenizer.decode([s.chosen.id for s in steps], skip_special_tokens=True),
-        "tokens": [
-            {
-                **_token_row(s.chosen.token, s.chosen.id, s.chosen.prob, s.chosen.logprob),
-                "rank": s.rank,
-                "sampled_prob": s.sampled_prob,
-                "alternatives": [_token_row(a.token, a.id, a.prob, a.logprob) for a in s.alternatives],
-            }
-            for s in steps
-        ],
-        "stopped": "eos" if finished_by_eos else "length",
-        "seconds": seconds,
-        "tokens_per_s": len(steps) / seconds if seconds > 0 else None,
+        "tokens": [_step_row(s) for s in steps],
+        **_timing(steps, seconds),
     }
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port, serving
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -27,18 +29,10 @@ def lm():
     return load_model()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port nothing listens on (free a moment ago)."""
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -51,14 +45,9 @@ def llama_server(tmp_path_factory):
     log-probabilities over its whole logits buffer (``n_ctx`` x vocabulary):
     a non-streamed chat answer takes 8 s at 2048 and under 1.5 s at 512.
     """
-    import subprocess
-    import time
-    import urllib.request
-
     from core.embedded import embedded_gguf_path
 
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -72,28 +61,7 @@ def llama_server(tmp_path_factory):
         "--n_ctx",
         "512",
     ]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama.cpp's server exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp's server did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with serving(command, f"{base_url}/models", log_path, timeout=120):
         yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
