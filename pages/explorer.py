@@ -192,6 +192,7 @@ if using_api():
 lm = current_model()
 if lm is None:
     st.stop()
+st.caption(f"Model: **{lm.display_name}**")
 
 try:
     prompt: PromptTokens = encode_prompt(lm, st.session_state[PROMPT], chat=st.session_state[CHAT])

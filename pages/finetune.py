@@ -31,12 +31,12 @@ from core.finetune import (
     zip_adapter,
 )
 from ui.charts import PLOTLY_CONFIG, loss_figure
-from ui.session import MODEL_NAME, presenting, require_router, show_error
+from ui.session import ADAPTER, MODEL_NAME, presenting, require_router, show_error
 
 require_router()
 
 SOURCE, UPLOAD, JOB, ERROR, NEW_NAME = "ft_source", "ft_upload", "job", "ft_error", "ft_new_name"
-ESTIMATE_REQUESTED = "ft_estimate_requested"
+ESTIMATE_REQUESTED, GO_EXPLORE = "ft_estimate_requested", "ft_go_explore"
 UPLOADED = "upload"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -118,6 +118,11 @@ def _rename(name: str) -> None:
         _report(exc)
 
 
+def _use_in_explorer(name: str) -> None:
+    st.session_state[ADAPTER] = name
+    st.session_state[GO_EXPLORE] = True  # a flag: st.switch_page cannot run inside a callback
+
+
 def _delete(name: str) -> None:
     try:
         delete_adapter(name)
@@ -165,6 +170,8 @@ def _job_panel(job: JobState) -> None:
         st.warning("The job was stopped early: its adapter holds what it learned so far (marked partial).")
     else:
         st.success("Done. The adapter is saved and listed below.", icon="✅")
+    if job.adapter_dir is not None:
+        st.button("🎲 Try it in the explorer", key="ft_try", on_click=_use_in_explorer, args=(job.name,))
     if job.result:
         result = job.result
         cols = st.columns(3)
@@ -207,13 +214,16 @@ def _adapters() -> None:
     adapter = next(a for a in adapters if a.name == chosen)
     with st.expander("Model card"):
         st.markdown(adapter.card or "_No model card._")
-    cols = st.columns([2, 1, 1, 1])
-    cols[0].text_input("New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name")
-    cols[1].button("Rename", on_click=_rename, args=(chosen,), disabled=not st.session_state.get(NEW_NAME))
-    cols[2].download_button("⬇ Zip", zip_adapter(chosen), f"{chosen}.zip", "application/zip")
-    cols[3].button("🗑 Delete", on_click=_delete, args=(chosen,))
+    cols = st.columns([1.3, 2, 1, 1, 1])
+    cols[0].button("🎲 Use in the explorer", on_click=_use_in_explorer, args=(chosen,), width="stretch")
+    cols[1].text_input("New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name")
+    cols[2].button("Rename", on_click=_rename, args=(chosen,), disabled=not st.session_state.get(NEW_NAME))
+    cols[3].download_button("⬇ Zip", zip_adapter(chosen), f"{chosen}.zip", "application/zip")
+    cols[4].button("🗑 Delete", on_click=_delete, args=(chosen,))
 
 
+if st.session_state.pop(GO_EXPLORE, False):
+    st.switch_page("pages/explorer.py")
 st.title("🛠️ Fine-tune")
 st.caption(
     "Take the pre-trained model and adjust it with examples of a task. LoRA trains a few small matrices "

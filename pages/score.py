@@ -47,6 +47,7 @@ if using_api():
 lm = current_model()
 if lm is None:
     st.stop()
+st.caption(f"Model: **{lm.display_name}**")
 
 
 def _load_sample() -> None:

@@ -1,5 +1,6 @@
 """The fine-tune page in AppTest: it reads job folders, re-attaches from the URL, refuses bad uploads, starts jobs."""
 
+import json
 import time
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from core.finetune import FinetuneConfig, jobs_root, load_dataset, read_job
 from core.finetune.jobfolder import create_job
 from core.finetune.processes import ProcessId
+from tests.adapters import saved_adapter_job
 from tests.test_app import open_page
 
 
@@ -91,3 +93,20 @@ def test_train_starts_a_real_job_process_that_finishes():
     at.run()
     assert any("Done" in s.value for s in at.success)
     assert any(name in str(df.value) for df in at.dataframe)
+
+
+def test_an_adapter_chosen_on_the_fine_tune_page_is_used_by_the_explorer(lm):
+    """A LoRA with random (non-zero) weights: the explorer's distribution must move away from the base's."""
+    saved_adapter_job(lm, "random-lora", random_weights=True)
+
+    at = open_page("pages/finetune.py")
+    next(b for b in at.button if b.label == "🎲 Use in the explorer").click().run()
+    assert not at.exception
+    assert at.session_state["adapter"] == "random-lora"
+    at.switch_page("pages/explorer.py").run()
+    assert any("SmolLM2-135M-Instruct + random-lora" in c.value for c in at.caption)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["x"][0] != pytest.approx(0.7725, abs=1e-3)  # not the base model's " Paris"
+    at.sidebar.selectbox(key="adapter").set_value(None).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["y"][0] == "␣Paris" and spec["data"][0]["x"][0] == pytest.approx(0.7725, abs=1e-3)

@@ -1,6 +1,5 @@
 """Job folders, the machine lock, names and the adapters library (no training here)."""
 
-import copy
 import io
 import json
 import subprocess
@@ -27,11 +26,11 @@ from core.finetune import (
     start_job,
     zip_adapter,
 )
-from core.finetune.adapters import save_adapter
 from core.finetune.jobfolder import DIED, JobFolder, create_job, write_json_atomic
 from core.finetune.launcher import claim_lock, release_lock
 from core.finetune.paths import jobs_root, lock_path
 from core.finetune.processes import ProcessId
+from tests.adapters import saved_adapter_job
 
 
 @pytest.fixture
@@ -160,33 +159,7 @@ def test_a_queued_job_reports_progress_and_no_eta_yet(data_dir):
 @pytest.fixture
 def saved_adapter(lm, data_dir):
     """A real (untrained) LoRA adapter saved in a finished job folder called 'first'."""
-    from peft import LoraConfig, get_peft_model
-
-    folder = create_job(FinetuneConfig(), jobs_root() / "first", load_dataset("sentiment"))
-    folder.update_status(status="done", phase="finished")
-    model = get_peft_model(copy.deepcopy(lm.model), LoraConfig(r=4, target_modules=["q_proj"]))
-    info = {
-        "base_model": "embedded",
-        "base_model_display": lm.display_name,
-        "dataset": "sentiment",
-        "train_examples": 100,
-        "eval_examples": 24,
-        "hyperparameters": FinetuneConfig().to_dict(),
-        "steps": 0,
-        "max_steps": 40,
-        "partial": True,
-        "train_loss_first": None,
-        "train_loss_last": None,
-        "eval_loss_before": 2.0,
-        "eval_loss_after": None,
-        "train_tokens_per_second": None,
-        "precision": "float32",
-        "device": "cpu",
-        "date": "2025-01-01 00:00 UTC",
-        "seconds": 1.0,
-    }
-    save_adapter(model, folder.adapter_dir, info)
-    return folder
+    return saved_adapter_job(lm, "first")
 
 
 @pytest.mark.slow

@@ -8,12 +8,14 @@ which model *this* session chose.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
 from core.backends import OPENAI_BASE_URL, OpenAIBackend, list_models
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
+from core.finetune import find_job, list_adapters, load_adapter
 from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
 
 MODEL_NAME = "model_name"
@@ -27,6 +29,7 @@ API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
     "api_models",
     "api_pick",
 )
+ADAPTER = "adapter"
 LOCAL, OPENAI = "local", "openai"
 
 SUGGESTED_MODELS = [EMBEDDED_MODEL, "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]
@@ -40,6 +43,7 @@ def _init() -> None:
     st.session_state.setdefault(API_BASE_URL, os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL))
     st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
     st.session_state.setdefault(API_MODEL, "")
+    st.session_state.setdefault(ADAPTER, None)
 
 
 def presenting() -> bool:
@@ -100,21 +104,31 @@ def _api_settings() -> None:
 
 
 def current_model() -> LoadedModel | None:
-    """The model this session chose, loading it (with a spinner) if needed; None after an error."""
+    """The model this session chose (with its LoRA adapter, if one is chosen), loading it with a spinner."""
     _init()
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
     try:
         if is_loaded(name, dtype):
-            return load_model(name, dtype)
-        if needs_conversion(name):
-            message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+            base = load_model(name, dtype)
         else:
-            message = f"Loading {name}…"
-        with st.spinner(message):
-            return load_model(name, dtype)
+            if needs_conversion(name):
+                message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+            else:
+                message = f"Loading {name}…"
+            with st.spinner(message):
+                base = load_model(name, dtype)
+        adapter = st.session_state[ADAPTER]
+        if not adapter:
+            return base
+        with st.spinner(f"Putting the LoRA adapter {adapter!r} on {base.display_name}…"):
+            return load_adapter(base, adapter_path(adapter))
     except LabError as exc:
         st.error(str(exc), icon="⚠️")
         return None
+
+
+def adapter_path(name: str) -> Path:
+    return find_job(name) / "adapter"
 
 
 def _local_settings() -> None:
@@ -129,6 +143,16 @@ def _local_settings() -> None:
         list(DTYPES),
         key=MODEL_DTYPE,
         help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
+    )
+    adapters = [a.name for a in list_adapters()]
+    if st.session_state[ADAPTER] not in (None, *adapters):  # deleted or renamed on the fine-tune page
+        st.session_state[ADAPTER] = None
+    st.selectbox(
+        "LoRA adapter",
+        [None, *adapters],
+        key=ADAPTER,
+        format_func=lambda a: "none: the base model" if a is None else a,
+        help="An adapter trained on the Fine-tune page, switched on over the base model.",
     )
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
     if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner

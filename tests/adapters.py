@@ -1,0 +1,50 @@
+"""Real LoRA adapters saved in job folders, for tests that need one without training it."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from core.finetune import FinetuneConfig, jobs_root, load_dataset
+from core.finetune.adapters import save_adapter
+from core.finetune.jobfolder import JobFolder, create_job
+from core.models import LoadedModel
+
+
+def saved_adapter_job(lm: LoadedModel, name: str, random_weights: bool = False) -> JobFolder:
+    """A finished job called ``name`` holding a LoRA adapter for ``lm``.
+
+    peft starts LoRA with B = 0, so a fresh adapter changes nothing;
+    ``random_weights`` draws B too (seeded), so the adapter visibly changes
+    the model's distributions.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    folder = create_job(FinetuneConfig(), jobs_root() / name, load_dataset("sentiment"))
+    folder.update_status(status="done", phase="finished")
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=not random_weights)
+    model = get_peft_model(copy.deepcopy(lm.model), lora)
+    info = {
+        "base_model": "embedded",
+        "base_model_display": lm.display_name,
+        "dataset": "sentiment",
+        "train_examples": 100,
+        "eval_examples": 24,
+        "hyperparameters": FinetuneConfig().to_dict(),
+        "steps": 0,
+        "max_steps": 40,
+        "partial": True,
+        "train_loss_first": None,
+        "train_loss_last": None,
+        "eval_loss_before": 2.0,
+        "eval_loss_after": None,
+        "train_tokens_per_second": None,
+        "precision": "float32",
+        "device": "cpu",
+        "date": "2025-01-01 00:00 UTC",
+        "seconds": 1.0,
+    }
+    save_adapter(model, folder.adapter_dir, info)
+    return folder
