@@ -151,7 +151,7 @@ def _job_panel(job: JobState) -> None:
     steps = f"step {job.step} of {job.max_steps}" if job.max_steps else f"step {job.step}"
     st.progress(job.progress, text=f"{label} · {steps} · elapsed {_duration(job.elapsed)} · left {_duration(job.eta)}")
     if job.metrics:
-        st.plotly_chart(loss_figure(job.metrics, presenting()), config=PLOTLY_CONFIG, width="stretch")
+        st.plotly_chart(loss_figure(job.metrics, job.max_steps, presenting()), config=PLOTLY_CONFIG, width="stretch")
         throughput = [m["tokens_per_second"] for m in job.metrics if m.get("tokens_per_second")]
         if throughput:
             st.caption(f"Throughput: {throughput[-1]:,.0f} training tokens per second.")

@@ -107,6 +107,6 @@ def test_an_adapter_chosen_on_the_fine_tune_page_is_used_by_the_explorer(lm):
     assert any("SmolLM2-135M-Instruct + random-lora" in c.value for c in at.caption)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["x"][0] != pytest.approx(0.7725, abs=1e-3)  # not the base model's " Paris"
-    at.sidebar.selectbox(key="adapter").set_value(None).run()
+    at.sidebar.selectbox(key="adapter").set_value("").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["y"][0] == "␣Paris" and spec["data"][0]["x"][0] == pytest.approx(0.7725, abs=1e-3)

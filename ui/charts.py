@@ -120,8 +120,11 @@ def api_distribution_figure(dist: BackendDistribution, presentation: bool = Fals
     return fig
 
 
-def loss_figure(metrics: list[dict], presentation: bool = False) -> go.Figure:
-    """Training loss per step and evaluation loss where measured, with markers so a ten-step run reads well."""
+def loss_figure(metrics: list[dict], max_steps: int | None = None, presentation: bool = False) -> go.Figure:
+    """Training loss per step and evaluation loss where measured, with markers so a ten-step run reads well.
+
+    The step axis spans the whole run from the start, so the curve fills it as training goes.
+    """
     train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
     evaluation = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
     fig = go.Figure()
@@ -139,7 +142,7 @@ def loss_figure(metrics: list[dict], presentation: bool = False) -> go.Figure:
         height=360,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         font={"size": 20 if presentation else 14},
-        xaxis={"title": "step", "rangemode": "tozero"},
+        xaxis={"title": "step", "range": [-0.5, (max_steps or max([s for s, _ in train + evaluation] or [1])) + 0.5]},
         yaxis={"title": "loss", "rangemode": "tozero"},
         legend={"orientation": "h", "y": 1.08, "x": 0},
     )

@@ -29,7 +29,7 @@ API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
     "api_models",
     "api_pick",
 )
-ADAPTER = "adapter"
+ADAPTER, NO_ADAPTER = "adapter", ""  # not None: a selectbox shows None as "no choice made"
 LOCAL, OPENAI = "local", "openai"
 
 SUGGESTED_MODELS = [EMBEDDED_MODEL, "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]
@@ -43,7 +43,7 @@ def _init() -> None:
     st.session_state.setdefault(API_BASE_URL, os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL))
     st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
     st.session_state.setdefault(API_MODEL, "")
-    st.session_state.setdefault(ADAPTER, None)
+    st.session_state.setdefault(ADAPTER, NO_ADAPTER)
 
 
 def presenting() -> bool:
@@ -145,13 +145,13 @@ def _local_settings() -> None:
         help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
     )
     adapters = [a.name for a in list_adapters()]
-    if st.session_state[ADAPTER] not in (None, *adapters):  # deleted or renamed on the fine-tune page
-        st.session_state[ADAPTER] = None
+    if st.session_state[ADAPTER] not in (NO_ADAPTER, *adapters):  # deleted or renamed on the fine-tune page
+        st.session_state[ADAPTER] = NO_ADAPTER
     st.selectbox(
         "LoRA adapter",
-        [None, *adapters],
+        [NO_ADAPTER, *adapters],
         key=ADAPTER,
-        format_func=lambda a: "none: the base model" if a is None else a,
+        format_func=lambda a: a or "none: the base model",
         help="An adapter trained on the Fine-tune page, switched on over the base model.",
     )
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
