@@ -72,9 +72,9 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
     fig.update_layout(
         barmode="group",
         height=max(320, (48 if presentation else 30) * len(tokens) + 90),
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
         font={"size": font},
-        legend={"orientation": "h", "y": 1.06, "x": 0},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         xaxis={"tickformat": ".0%", "range": [0, min(1.0, top * 1.25) or 1.0], "title": None},
         yaxis={
             "autorange": "reversed",
