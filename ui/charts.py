@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from core.backends import BackendDistribution
-from core.distributions import ShapedDistribution, ShapedToken
+from core.distributions import ShapedDistribution
 from core.tokens import display_token
 
 # (model, after settings, pruned): soft for a screen, high-contrast for a projector
@@ -22,17 +22,17 @@ PLOTLY_CONFIG = {
 }
 
 
-def unique_labels(tokens: list[ShapedToken]) -> list[str]:
-    """Visible token texts; where two tokens look the same, their ids tell them apart."""
-    seen: dict[str, int] = {}
-    for t in tokens:
-        seen[t.display] = seen.get(t.display, 0) + 1
-    return [t.display if seen[t.display] == 1 else f"{t.display} #{t.id}" for t in tokens]
+def unique_labels(labels: list[str], tags: list[object]) -> list[str]:
+    """Visible token texts; where two tokens look the same, their tags (ids, or ranks) tell them apart."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [label if counts[label] == 1 else f"{label} #{tag}" for label, tag in zip(labels, tags, strict=True)]
 
 
 def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool = False) -> go.Figure:
     tokens = shaped.top(k)
-    labels = unique_labels(tokens)
+    labels = unique_labels([t.display for t in tokens], [t.id for t in tokens])
     ids = [t.id for t in tokens]
     font = 22 if presentation else 14
     original_colour, shaped_colour, pruned_colour = COLOURS[presentation]
@@ -89,12 +89,8 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
 
 def api_distribution_figure(dist: BackendDistribution, presentation: bool = False) -> go.Figure:
     """The top tokens an API reported, and one grey bar for the mass of everything it did not list."""
-    labels = [display_token(t.token) for t in dist.tokens]
-    seen: dict[str, int] = {}
-    for n, label in enumerate(labels):  # an API gives no ids: number repeated texts instead
-        seen[label] = seen.get(label, 0) + 1
-        if seen[label] > 1:
-            labels[n] = f"{label} ({seen[label]})"
+    # an API gives no ids: tell same-looking tokens apart by their rank
+    labels = unique_labels([display_token(t.token) for t in dist.tokens], list(range(1, len(dist.tokens) + 1)))
     labels.append("other (not listed)")
     probs = [t.prob for t in dist.tokens] + [dist.other_mass]
     shaped_colour = COLOURS[presentation][1]
