@@ -248,7 +248,8 @@ def next_token_distribution(lm: LoadedModel, prompt_ids: list[int]) -> NextToken
 
     def compute() -> NextTokenDistribution:
         logits, _ = lm.forward(list(prompt_ids), last_only=True)
-        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer)
+        adapter = lm.adapter.label if lm.adapter else None
+        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer, adapter)
 
     return DISTRIBUTION_CACHE.get_or_compute(key, compute)
 

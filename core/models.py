@@ -23,6 +23,8 @@ import socket
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from core.adapter_host import AdapterHost, AdapterRef
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL, embedded_gguf_path
 from core.errors import InvalidInput, ModelLoadError
 
@@ -90,6 +93,8 @@ class LoadedModel:
     context_length: int
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     forward_calls: int = 0
+    adapter: AdapterRef | None = None  # a view of a base model with this LoRA on (core.finetune.inference)
+    adapters: AdapterHost = field(default_factory=AdapterHost, repr=False)  # shared by a base and its views
 
     @property
     def vocab_size(self) -> int:
@@ -111,6 +116,18 @@ class LoadedModel:
             ids.add(int(self.tokenizer.eos_token_id))
         return frozenset(ids)
 
+    @contextmanager
+    def using(self) -> Iterator[Any]:
+        """Hold the model's lock and yield the torch module to call.
+
+        Every pass over the shared weights goes through here, so sessions
+        never interleave and each pass runs with this view's adapter on, or
+        with none for the base model.
+        """
+        with self.lock:
+            self.adapters.apply(self.model, self.adapter)
+            yield self.model
+
     def forward(
         self,
         input_ids: list[int],
@@ -123,9 +140,9 @@ class LoadedModel:
         (``[1, vocab]`` with ``last_only``), and the updated KV cache.
         """
         ids = torch.tensor([input_ids], dtype=torch.long, device=self.model.device)
-        with self.lock, torch.inference_mode():
+        with self.using() as model, torch.inference_mode():
             self.forward_calls += 1
-            out = self.model(
+            out = model(
                 input_ids=ids,
                 cache=past_key_values,
                 use_cache=True,

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from core.finetune import FinetuneConfig, jobs_root, load_dataset
 from core.finetune.adapters import save_adapter
 from core.finetune.jobfolder import JobFolder, create_job
-from core.models import LoadedModel
+from core.models import LoadedModel, _load_uncached
 
 
-def saved_adapter_job(lm: LoadedModel, name: str, random_weights: bool = False) -> JobFolder:
+def saved_adapter_job(lm: LoadedModel, name: str, random_weights: bool = False, seed: int = 0) -> JobFolder:
     """A finished job called ``name`` holding a LoRA adapter for ``lm``.
 
     peft starts LoRA with B = 0, so a fresh adapter changes nothing;
-    ``random_weights`` draws B too (seeded), so the adapter visibly changes
-    the model's distributions.
+    ``random_weights`` draws B too (from ``seed``), so the adapter visibly
+    changes the model's distributions.
     """
     from peft import LoraConfig, get_peft_model
 
     folder = create_job(FinetuneConfig(), jobs_root() / name, load_dataset("sentiment"))
     folder.update_status(status="done", phase="finished")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=not random_weights)
-    model = get_peft_model(copy.deepcopy(lm.model), lora)
+    # A fresh copy of the base: the shared one may already carry other adapters' layers.
+    model = get_peft_model(_load_uncached(lm.key).model, lora)
     info = {
         "base_model": "embedded",
         "base_model_display": lm.display_name,

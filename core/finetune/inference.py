@@ -1,25 +1,27 @@
-"""Using a saved adapter: the base model with the LoRA switched on.
+"""Using a saved adapter: a view of the shared base model with the LoRA switched on.
 
-``load_adapter`` gives a ``LoadedModel`` whose model is a peft ``PeftModel``,
-so every core function (next-token distributions, scoring, step-by-step
-generation) works on it unchanged. The shared base model is never touched:
-peft injects its layers into the model it is given, so it gets a private
-copy of the base. Only safetensors weights are read, never pickles.
+``load_adapter`` gives a ``LoadedModel`` that shares the base's weights, lock
+and caches of adapters (``core.adapter_host``) and differs only in which
+adapter its passes run with. Every core function (next-token distributions,
+scoring, step-by-step generation) works on it unchanged, and a second
+adapter costs a few MB, not a second copy of the base. Only safetensors
+weights are read, never pickles.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
 
-from core.distributions import DISTRIBUTION_CACHE, NextTokenDistribution
-from core.errors import InvalidInput, ModelLoadError
+from safetensors import safe_open
+
+from core.adapter_host import AdapterRef
+from core.distributions import NextTokenDistribution, next_token_distribution
+from core.errors import InvalidInput
 from core.finetune.adapters import is_adapter_dir
 from core.models import LoadedModel, ModelKey
-from core.result_cache import ResultCache
-from core.tokens import check_fits
 
-ADAPTED_MODELS: ResultCache[LoadedModel] = ResultCache(capacity=2)  # each holds a full copy of its base
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def adapter_name(adapter_dir: Path) -> str:
@@ -28,59 +30,52 @@ def adapter_name(adapter_dir: Path) -> str:
     return adapter_dir.parent.name if adapter_dir.name == "adapter" else adapter_dir.name
 
 
-def _adapter_id(adapter_dir: Path) -> str:
-    """The folder plus its weights' modification time: a re-trained adapter is a new one."""
-    weights = adapter_dir / "adapter_model.safetensors"
-    return f"{adapter_dir}@{weights.stat().st_mtime_ns}"
+def _lora_parameters(adapter_dir: Path) -> int:
+    """How many numbers the adapter adds, read from its weights file's header."""
+    total = 0
+    with safe_open(str(adapter_dir / WEIGHTS_FILE), framework="pt") as weights:
+        for name in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            count = 1
+            for size in weights.get_slice(name).get_shape():
+                count *= size
+            total += count
+    return total
 
 
-def load_adapter(base: LoadedModel, adapter_dir: Path | str) -> LoadedModel:
-    """``base`` with the LoRA adapter in ``adapter_dir`` on (a private copy, cached)."""
+def load_adapter(base: LoadedModel, adapter_dir: Path | str, scale: float = 1.0) -> LoadedModel:
+    """``base`` with the LoRA adapter in ``adapter_dir`` on, at ``scale`` (0: none of it, 1: as trained).
+
+    The adapter is read into the base model once (``ModelLoadError`` if it
+    does not fit); later views of it only switch it on.
+    """
+    if base.adapter is not None:
+        raise InvalidInput("An adapter goes on a base model, not on another adapter.")
+    if not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
+        raise InvalidInput(f"The adapter strength must be between 0 and 1; got {scale!r}.")
     adapter_dir = Path(adapter_dir).expanduser().resolve()
     if not is_adapter_dir(adapter_dir):
         raise InvalidInput(
             f"{adapter_dir} is not a LoRA adapter folder: it needs adapter_config.json and "
-            "adapter_model.safetensors (weights in pickle files are not loaded)."
+            f"{WEIGHTS_FILE} (weights in pickle files are not loaded)."
         )
-    key = (base.key, _adapter_id(adapter_dir))
-
-    def load() -> LoadedModel:
-        from peft import PeftModel
-
-        with base.lock:
-            private = copy.deepcopy(base.model)
-        try:
-            model = PeftModel.from_pretrained(private, str(adapter_dir), is_trainable=False)
-        except Exception as exc:  # peft raises many types for a mismatched or broken adapter
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(
-                f"The adapter {adapter_name(adapter_dir)!r} does not fit {base.display_name}: {first}"
-            ) from exc
-        model.eval()
-        return LoadedModel(
-            key=ModelKey(f"{base.key.name}+{key[1]}", base.key.dtype, base.key.device),
-            model=model,
-            tokenizer=base.tokenizer,
-            display_name=f"{base.display_name} + {adapter_name(adapter_dir)}",
-            source=base.source,
-            n_parameters=sum(p.numel() for p in model.parameters()),
-            context_length=base.context_length,
-        )
-
-    return ADAPTED_MODELS.get_or_compute(key, load)
+    label = adapter_name(adapter_dir)
+    ref = AdapterRef(adapter_dir, (adapter_dir / WEIGHTS_FILE).stat().st_mtime_ns, label, float(scale))
+    strength = "" if scale == 1.0 else f" × {scale:g}"
+    view = dataclasses.replace(
+        base,
+        key=ModelKey(f"{base.key.name}+{ref.slot}{strength}", base.key.dtype, base.key.device),
+        display_name=f"{base.display_name} + {label}{strength}",
+        n_parameters=base.n_parameters + _lora_parameters(adapter_dir),
+        forward_calls=0,
+        adapter=ref,
+    )
+    with view.using():  # reads the weights now, so a misfit is reported here, not at the first pass
+        pass
+    return view
 
 
 def adapter_next_token_distribution(
-    base: LoadedModel, adapter_dir: Path | str, prompt_ids: list[int]
+    base: LoadedModel, adapter_dir: Path | str, prompt_ids: list[int], scale: float = 1.0
 ) -> NextTokenDistribution:
-    """The next-token distribution after ``prompt_ids`` with the adapter on (memoised)."""
-    adapted = load_adapter(base, adapter_dir)
-    check_fits(adapted, len(prompt_ids))
-    name = adapter_name(Path(adapter_dir))
-    key = (base.key, adapted.key.name, tuple(prompt_ids))
-
-    def compute() -> NextTokenDistribution:
-        logits, _ = adapted.forward(list(prompt_ids), last_only=True)
-        return NextTokenDistribution(adapted.display_name, tuple(prompt_ids), logits[-1], adapted.tokenizer, name)
-
-    return DISTRIBUTION_CACHE.get_or_compute(key, compute)
+    """The next-token distribution after ``prompt_ids`` with the adapter on at ``scale`` (memoised)."""
+    return next_token_distribution(load_adapter(base, adapter_dir, scale), prompt_ids)
