@@ -5,6 +5,9 @@ The Hub is switched off so an unknown model id fails at once, offline, as it
 would on a laptop without internet.
 """
 
+import contextlib
+import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -65,3 +68,22 @@ def llama_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
     with serving(command, f"{base_url}/models", log_path, timeout=120):
         yield base_url
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(tmp_path_factory):
+    """A short real fine-tune on the sentiment dataset through the CLI, in the foreground: (--json result, job folder).
+
+    Session-wide: the training and compare tests share one run.
+    """
+    from core.cli import main
+
+    root = tmp_path_factory.mktemp("finetune")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setenv("LLM_LAB_DATA", str(root / "data"))
+        argv = ["finetune", "--dataset", "sentiment", "--output", str(root / "job"), "--max-steps", "25", "--json"]
+        assert main(argv) == 0
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1, "with --json, stdout holds only the result"
+    return json.loads(lines[0]), root / "job"

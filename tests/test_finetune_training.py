@@ -4,8 +4,6 @@ Every job here trains SmolLM2-135M for real. Waits have a generous deadline
 only so a broken job cannot hang the suite; nothing asserts on speed.
 """
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -45,20 +43,6 @@ RESULT_KEYS = {
     "seconds",
     "partial",
 }
-
-
-@pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory):
-    """One epoch on the sentiment dataset through the CLI, in the foreground: (--json result, job folder)."""
-    root = tmp_path_factory.mktemp("finetune")
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
-        mp.setenv("LLM_LAB_DATA", str(root / "data"))
-        argv = ["finetune", "--dataset", "sentiment", "--output", str(root / "job"), "--max-steps", "25", "--json"]
-        assert main(argv) == 0
-    lines = out.getvalue().strip().splitlines()
-    assert len(lines) == 1, "with --json, stdout holds only the result"
-    return json.loads(lines[0]), root / "job"
 
 
 def test_cli_result_has_the_documented_shape_and_the_eval_loss_falls(sentiment_run):

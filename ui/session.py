@@ -103,20 +103,33 @@ def _api_settings() -> None:
     st.text_input("Model", key=API_MODEL, help="The name the server knows the model by.")
 
 
+def _load_base() -> LoadedModel:
+    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
+    if is_loaded(name, dtype):
+        return load_model(name, dtype)
+    if needs_conversion(name):
+        message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+    else:
+        message = f"Loading {name}…"
+    with st.spinner(message):
+        return load_model(name, dtype)
+
+
+def current_base_model() -> LoadedModel | None:
+    """The model this session chose, without any adapter (pages that put adapters on themselves)."""
+    _init()
+    try:
+        return _load_base()
+    except LabError as exc:
+        st.error(str(exc), icon="⚠️")
+        return None
+
+
 def current_model() -> LoadedModel | None:
     """The model this session chose (with its LoRA adapter, if one is chosen), loading it with a spinner."""
     _init()
-    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
     try:
-        if is_loaded(name, dtype):
-            base = load_model(name, dtype)
-        else:
-            if needs_conversion(name):
-                message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
-            else:
-                message = f"Loading {name}…"
-            with st.spinner(message):
-                base = load_model(name, dtype)
+        base = _load_base()
         adapter = st.session_state[ADAPTER]
         if not adapter:
             return base

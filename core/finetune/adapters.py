@@ -90,6 +90,24 @@ def is_adapter_dir(path: Path) -> bool:
     return all((Path(path) / f).is_file() for f in ADAPTER_FILES)
 
 
+def resolve_adapter(spec: str | Path, root: Path | None = None) -> Path:
+    """The adapter folder meant by ``spec``: an adapter folder, a job folder, or a saved adapter's name."""
+    path = Path(spec).expanduser()
+    for candidate in (path, path / "adapter"):
+        if is_adapter_dir(candidate):
+            return candidate.resolve()
+    if path.exists():
+        raise InvalidInput(
+            f"{spec} holds no LoRA adapter: it needs {' and '.join(ADAPTER_FILES)} (or an adapter/ folder with them)."
+        )
+    if len(path.parts) > 1 or str(spec).startswith((".", "~")):
+        raise InvalidInput(f"There is no adapter folder at {spec}: check the path, or give a saved adapter's name.")
+    adapter = _existing_job(str(spec), root) / "adapter"
+    if not is_adapter_dir(adapter):
+        raise InvalidInput(f"The job {str(spec)!r} has not saved an adapter (yet).")
+    return adapter.resolve()
+
+
 @dataclass(frozen=True)
 class AdapterInfo:
     """A saved adapter as the adapters list shows it."""

@@ -143,6 +143,11 @@ class FinetuneDataset:
         return (self.builtin.hit if self.builtin else _exact)(example, answer)
 
     @property
+    def judges_exact(self) -> bool:
+        """Whether a hit means matching the completion exactly (not a style or a name)."""
+        return self.builtin is None or self.builtin.hit is _exact
+
+    @property
     def target(self) -> str:
         return self.builtin.target if self.builtin else "the answer is exactly the expected completion"
 
