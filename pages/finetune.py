@@ -36,7 +36,7 @@ from ui.session import ADAPTER, MODEL_NAME, presenting, require_router, show_err
 require_router()
 
 SOURCE, UPLOAD, JOB, ERROR, NEW_NAME = "ft_source", "ft_upload", "job", "ft_error", "ft_new_name"
-ESTIMATE_REQUESTED, GO_EXPLORE = "ft_estimate_requested", "ft_go_explore"
+ESTIMATE_REQUESTED, GO_EXPLORE, GO_COMPARE = "ft_estimate_requested", "ft_go_explore", "ft_go_compare"
 UPLOADED = "upload"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -123,6 +123,15 @@ def _use_in_explorer(name: str) -> None:
     st.session_state[GO_EXPLORE] = True  # a flag: st.switch_page cannot run inside a callback
 
 
+def _compare(name: str) -> None:
+    """Open the compare page with this adapter against the base, on the dataset it learned from."""
+    dataset = next((a.training.get("dataset") for a in list_adapters() if a.name == name), None)
+    st.session_state.update({"cmp_adapters": [name], GO_COMPARE: True})
+    if dataset in BUILTIN_DATASETS:
+        st.session_state["cmp_dataset"] = dataset
+    st.session_state.pop("cmp_result", None)  # a result for other columns would mislead
+
+
 def _delete(name: str) -> None:
     try:
         delete_adapter(name)
@@ -171,7 +180,9 @@ def _job_panel(job: JobState) -> None:
     else:
         st.success("Done. The adapter is saved and listed below.", icon="✅")
     if job.adapter_dir is not None:
-        st.button("🎲 Try it in the explorer", key="ft_try", on_click=_use_in_explorer, args=(job.name,))
+        left, right = st.columns(2)
+        left.button("🎲 Try it in the explorer", key="ft_try", on_click=_use_in_explorer, args=(job.name,))
+        right.button("⚖️ Compare with the base model", key="ft_compare", on_click=_compare, args=(job.name,))
     if job.result:
         result = job.result
         cols = st.columns(3)
@@ -214,16 +225,19 @@ def _adapters() -> None:
     adapter = next(a for a in adapters if a.name == chosen)
     with st.expander("Model card"):
         st.markdown(adapter.card or "_No model card._")
-    cols = st.columns([1.3, 2, 1, 1, 1])
+    cols = st.columns([1.3, 1.3, 2, 1, 1, 1])
     cols[0].button("🎲 Use in the explorer", on_click=_use_in_explorer, args=(chosen,), width="stretch")
-    cols[1].text_input("New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name")
-    cols[2].button("Rename", on_click=_rename, args=(chosen,), disabled=not st.session_state.get(NEW_NAME))
-    cols[3].download_button("⬇ Zip", zip_adapter(chosen), f"{chosen}.zip", "application/zip")
-    cols[4].button("🗑 Delete", on_click=_delete, args=(chosen,))
+    cols[1].button("⚖️ Compare", on_click=_compare, args=(chosen,), width="stretch")
+    cols[2].text_input("New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name")
+    cols[3].button("Rename", on_click=_rename, args=(chosen,), disabled=not st.session_state.get(NEW_NAME))
+    cols[4].download_button("⬇ Zip", zip_adapter(chosen), f"{chosen}.zip", "application/zip")
+    cols[5].button("🗑 Delete", on_click=_delete, args=(chosen,))
 
 
 if st.session_state.pop(GO_EXPLORE, False):
     st.switch_page("pages/explorer.py")
+if st.session_state.pop(GO_COMPARE, False):
+    st.switch_page("pages/compare.py")
 st.title("🛠️ Fine-tune")
 st.caption(
     "Take the pre-trained model and adjust it with examples of a task. LoRA trains a few small matrices "

@@ -110,3 +110,12 @@ def test_an_adapter_chosen_on_the_fine_tune_page_is_used_by_the_explorer(lm):
     at.sidebar.selectbox(key="adapter").set_value("").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["y"][0] == "␣Paris" and spec["data"][0]["x"][0] == pytest.approx(0.7725, abs=1e-3)
+
+
+def test_compare_opens_the_compare_page_with_the_adapter_chosen(lm):
+    saved_adapter_job(lm, "to-compare", random_weights=True)
+    at = open_page("pages/finetune.py")
+    next(b for b in at.button if b.label == "⚖️ Compare").click().run()
+    assert not at.exception
+    assert at.multiselect(key="cmp_adapters").value == ["to-compare"]
+    assert at.selectbox(key="cmp_dataset").value == "sentiment"
