@@ -215,6 +215,43 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def allowed_model_roots() -> list[Path]:
+    """The folders a shared app may load local models from: LLM Lab's own, the Hub's cache, and any listed.
+
+    ``LLM_LAB_MODEL_DIRS`` (folders separated by ``os.pathsep``) adds more.
+    """
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    from core.finetune.paths import data_root
+
+    roots = [data_root(), cache_dir(), Path(HF_HUB_CACHE)]
+    roots += [Path(p) for p in os.environ.get("LLM_LAB_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
+    return [root.expanduser().resolve() for root in roots]
+
+
+def check_model_location(name: str) -> None:
+    """Refuse a local path outside ``allowed_model_roots()``.
+
+    In a classroom anyone with the link types model names into the sidebar;
+    a path such as ``/home/teacher/private`` or ``../../etc`` must not make the
+    server open folders it was not meant to serve. Hub ids and ``embedded``
+    pass; the command line, run by the machine's owner, does not check.
+    """
+    if name == EMBEDDED_MODEL:
+        return
+    path = Path(name).expanduser()
+    looks_local = name.endswith(".gguf") or path.is_absolute() or name.startswith((".", "~")) or path.exists()
+    if not looks_local:
+        return
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in allowed_model_roots()):
+        raise InvalidInput(
+            f"{name!r} is outside the folders LLM Lab serves models from (its data folder, its cache and the "
+            "Hugging Face cache). Move the model into the data folder, or start the app with "
+            "LLM_LAB_MODEL_DIRS=/path/to/models to allow another folder."
+        )
+
+
 def _source_for(name: str) -> tuple[str, str]:
     """Map a user's model name to (folder or hub id to load, display name)."""
     if name == EMBEDDED_MODEL:

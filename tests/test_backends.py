@@ -6,10 +6,12 @@ that answers as a broken or strict OpenAI-compatible server would (401, 404,
 that way. The key used here must never appear in any message, repr or log.
 """
 
+import contextlib
 import json
 import logging
 import math
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -204,6 +206,10 @@ class StrictServer(BaseHTTPRequestHandler):
             self._send(429, {"error": {"message": "Rate limit reached"}}, {"retry-after-ms": "10"})
         elif model == "flaky" and StrictServer.requests.count("flaky") < 3:
             self._send(503, {"error": {"message": "loading"}}, {"retry-after-ms": "10"})
+        elif model == "slow":  # slower than any test's timeout; the client has hung up by the time it answers
+            time.sleep(3)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._send(200, _completion(GOOD_LOGPROBS))
         elif model in ("tiny", "flaky", "needs-key"):
             self._send(200, _completion(GOOD_LOGPROBS))
         else:

@@ -16,7 +16,15 @@ from core.backends import OPENAI_BASE_URL, OpenAIBackend, list_models
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
 from core.finetune import find_job, list_adapters, load_adapter
-from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
+from core.models import (
+    DEFAULT_DTYPE,
+    DTYPES,
+    LoadedModel,
+    check_model_location,
+    is_loaded,
+    load_model,
+    needs_conversion,
+)
 
 MODEL_NAME = "model_name"
 MODEL_DTYPE = "model_dtype"
@@ -105,6 +113,7 @@ def _api_settings() -> None:
 
 def _load_base() -> LoadedModel:
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
+    check_model_location(name)
     if is_loaded(name, dtype):
         return load_model(name, dtype)
     if needs_conversion(name):

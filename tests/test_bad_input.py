@@ -1,0 +1,214 @@
+"""The bad-input catalogue: every input a person can give, at its worst, and what they are told.
+
+Each case has an id that is also a row of ``docs/bad-input.md`` (a test keeps
+the two in step). A case either is refused with ``InvalidInput`` /
+``LabError`` carrying the sentence the person sees, or is accepted and works
+(emoji, control characters, mixed scripts are text like any other). After
+every case an earlier saved adapter must be byte-for-byte what it was, and
+the data folder must hold no stray files: nothing lost, nothing corrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.backends import OpenAIBackend
+from core.compare import pick_shots
+from core.distributions import SamplingSettings
+from core.errors import LabError
+from core.exports import safe_csv
+from core.finetune import load_adapter, load_dataset, parse_upload, rename_adapter
+from core.finetune.adapters import delete_adapter
+from core.finetune.datasets import MAX_UPLOAD_BYTES
+from core.finetune.paths import check_name
+from core.generation import generate
+from core.models import check_model_location, load_model
+from core.tokens import MAX_PROMPT_CHARS, decode_bytes, encode_prompt
+from tests.adapters import saved_adapter_job
+from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
+KEEP = "kept-adapter"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, lm):
+    """A data folder with one saved adapter that no case may touch."""
+    root = tmp_path_factory.mktemp("bad-input") / "data"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLM_LAB_DATA", str(root))
+        saved_adapter_job(lm, KEEP, random_weights=True)
+        yield root
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(autouse=True)
+def nothing_lost(data):
+    before = _snapshot(data)
+    yield
+    assert _snapshot(data) == before, "a bad input changed or left files in the data folder"
+
+
+def upload(raw: bytes, name: str = "rows.csv") -> Callable[[], object]:
+    return lambda: parse_upload(raw, name)
+
+
+def settings(lm, **kw) -> Callable[[], object]:
+    return lambda: SamplingSettings(**kw).validate(lm.vocab_size)
+
+
+CSV_HEADER = b"prompt,completion\n"
+GOOD_ROWS = b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
+
+
+def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
+    """Every case, built against the real model (and the strict test server for the API rows)."""
+    refused: dict[str, tuple[Callable, str]] = {
+        # prompts
+        "prompt-empty": (lambda: encode_prompt(lm, ""), "is empty"),
+        "prompt-whitespace": (lambda: encode_prompt(lm, " \n\t  "), "is empty"),
+        "prompt-100k-chars": (lambda: encode_prompt(lm, "word " * 20_000), r"tokens but .* reads at most 8,192"),
+        "prompt-over-limit": (lambda: encode_prompt(lm, "x" * (MAX_PROMPT_CHARS + 1)), "at most 200,000"),
+        "prompt-lone-surrogate": (lambda: encode_prompt(lm, "caf\udce9"), "not valid UTF-8"),
+        "text-invalid-utf8-bytes": (lambda: decode_bytes(b"caf\xe9 au lait"), "not valid UTF-8"),
+        # sliders
+        "temperature-negative": (settings(lm, temperature=-0.1), "Temperature must be between 0 and 100"),
+        "temperature-nan": (settings(lm, temperature=math.nan), "Temperature must be"),
+        "temperature-huge": (settings(lm, temperature=1e6), "Temperature must be"),
+        "top-k-zero": (settings(lm, top_k=0), "top-k must be between 1 and the vocabulary size"),
+        "top-k-above-vocab": (settings(lm, top_k=lm.vocab_size + 1), "top-k must be between"),
+        "top-k-fraction": (settings(lm, top_k=2.5), "whole number"),
+        "top-p-zero": (settings(lm, top_p=0.0), "top-p must be above 0"),
+        "top-p-above-one": (settings(lm, top_p=1.5), "top-p must be above 0 and at most 1"),
+        "min-p-negative": (settings(lm, min_p=-0.01), "min-p must be between 0 and 1"),
+        "max-new-tokens-zero": (lambda: list(generate(lm, [1, 2], 0)), "between 1 and 2048"),
+        "max-new-tokens-huge": (lambda: list(generate(lm, [1, 2], 10**6)), "between 1 and 2048"),
+        "few-shot-too-many": (lambda: pick_shots(load_dataset("sentiment"), 99, 0), "between 0 and 16"),
+        "adapter-strength-above-one": (
+            lambda: load_adapter(lm, Path.cwd() / "no-adapter", 1.5),
+            "strength must be between 0 and 1",
+        ),
+        # model ids
+        "model-nonexistent-id": (lambda: load_model("no-such-org/no-such-model"), "not on this machine"),
+        "model-path-outside": (lambda: check_model_location("/etc"), "outside the folders LLM Lab serves"),
+        "model-relative-escape": (lambda: check_model_location("../../"), "outside the folders"),
+        "model-gguf-outside": (lambda: check_model_location("/tmp/x.gguf"), "outside the folders"),
+        # fine-tuning uploads
+        "upload-empty": (upload(b""), "empty"),
+        "upload-binary": (upload(b"\x00\x01\x02\xff" * 64), "not valid UTF-8|binary"),
+        "upload-huge": (upload(b"a" * (MAX_UPLOAD_BYTES + 1)), "MB"),
+        "upload-wrong-columns": (upload(b"question,answer\n" + GOOD_ROWS), "prompt"),
+        "upload-wrong-encoding": (upload(CSV_HEADER + "café,olé\n".encode("latin-1") + GOOD_ROWS), "UTF-8"),
+        "upload-wrong-type": (upload(CSV_HEADER + GOOD_ROWS, "rows.xlsx"), r"\.csv|\.jsonl"),
+        "upload-broken-jsonl": (upload(b'{"prompt": "a", "completion": \n', "rows.jsonl"), "line 1|JSON"),
+        "upload-too-few-rows": (upload(CSV_HEADER + b"a,b\n"), "at least"),
+        # adapter names
+        "adapter-name-parent": (lambda: check_name("../evil", "adapter name"), "path separator"),
+        "adapter-name-absolute": (lambda: check_name("/etc/passwd", "adapter name"), "path separator"),
+        "adapter-name-hidden": (lambda: check_name(".secret", "adapter name"), "starts with '.'"),
+        "adapter-name-reserved": (lambda: check_name("con", "adapter name"), "reserved device name"),
+        "adapter-name-empty": (lambda: check_name("   ", "adapter name"), "is empty"),
+        "adapter-name-too-long": (lambda: check_name("a" * 65, "adapter name"), "at most 64"),
+        "adapter-name-symbols": (lambda: check_name("my adapter!", "adapter name"), "may only use letters"),
+        "adapter-rename-onto-existing": (lambda: rename_adapter(KEEP, KEEP), "already|same"),
+        "adapter-delete-missing": (lambda: delete_adapter("never-trained"), "no adapter called"),
+        # API settings
+        "api-url-not-http": (lambda: OpenAIBackend("m", base_url="ftp://example.com/v1"), "http"),
+        "api-url-garbage": (lambda: OpenAIBackend("m", base_url="not a url"), "http"),
+        "api-model-empty": (lambda: OpenAIBackend("  ", base_url="http://127.0.0.1:1/v1"), "Name the model"),
+        "api-connection-refused": (
+            lambda: OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
+            "No server is running",
+        ),
+    }
+    if api_url:
+        refused |= {
+            "api-wrong-key": (
+                lambda: OpenAIBackend("needs-key", base_url=api_url, api_key=SECRET).next_token("Hi", chat=True),
+                "rejected the API key|API key",
+            ),
+            "api-slow-server": (
+                lambda: OpenAIBackend("slow", base_url=api_url, timeout=1, max_retries=0).next_token("Hi", chat=True),
+                "did not answer within 1 s",
+            ),
+            "api-unknown-model": (
+                lambda: OpenAIBackend("nope", base_url=api_url).next_token("Hi", chat=True),
+                "nope",
+            ),
+        }
+    accepted: dict[str, Callable] = {
+        "prompt-control-characters": lambda: _round_trip(lm, "tab\there, bell\x07, null\x00 end"),
+        "prompt-emoji": lambda: _round_trip(lm, "Rockets 🚀 and families 👩‍👩‍👧 and flags 🇫🇷"),
+        "prompt-mixed-scripts": lambda: _round_trip(lm, "Привет, 你好, مرحبا, שלום, नमस्ते"),
+        "temperature-zero-is-greedy": lambda: SamplingSettings(temperature=0).validate(lm.vocab_size),
+        "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
+        "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
+        "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+    }
+    return refused, accepted
+
+
+def _round_trip(lm, text: str) -> None:
+    tokens = encode_prompt(lm, text).tokens
+    assert lm.tokenizer.decode([t.id for t in tokens], skip_special_tokens=True) == text
+
+
+def _csv_injection_is_data_and_exports_inert() -> None:
+    formula = '=HYPERLINK("http://evil.example","click")'
+    quoted = formula.replace('"', '""')  # CSV's own quoting
+    dataset = parse_upload(CSV_HEADER + f'"{quoted}",positive\n'.encode() + GOOD_ROWS, "rows.csv")
+    assert formula in [e.prompt for e in dataset.train + dataset.eval], "kept verbatim as the model's input"
+    exported = safe_csv([{"prompt": formula}])
+    assert "'=HYPERLINK" in exported and "\n=HYPERLINK" not in exported
+
+
+def _doc_ids() -> set[str]:
+    return set(re.findall(r"^\| `([a-z0-9-]+)` \|", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE))
+
+
+@pytest.fixture(scope="module")
+def cases(lm, strict_server):  # noqa: F811 (the imported fixture)
+    return catalogue(lm, strict_server)
+
+
+def _all_ids() -> list[str]:
+    return sorted(_doc_ids())
+
+
+@pytest.mark.parametrize("case", _all_ids())
+def test_catalogue_case(case, cases):
+    refused, accepted = cases
+    assert case in refused or case in accepted, f"{case} is in docs/bad-input.md but has no test"
+    if case in accepted:
+        accepted[case]()
+        return
+    attempt, message = refused[case]
+    with pytest.raises(LabError) as info:
+        attempt()
+    text = str(info.value)
+    assert re.search(message, text), f"{case}: {text!r} does not say {message!r}"
+    assert SECRET not in text and "Traceback" not in text
+
+
+def test_every_tested_case_is_documented(cases):
+    refused, accepted = cases
+    assert set(refused) | set(accepted) == _doc_ids()
+
+
+def test_no_upload_accepts_archives():
+    """Zips are only ever downloaded (an adapter), never unpacked from a person: no zip bomb to defuse."""
+    pages = Path(__file__).resolve().parent.parent / "pages"
+    for page in pages.glob("*.py"):
+        for types in re.findall(r"file_uploader\([^)]*type=\[([^\]]*)\]", page.read_text(encoding="utf-8")):
+            assert "zip" not in types and "gz" not in types, page.name
