@@ -181,3 +181,20 @@ def test_llama_cpp_answers_any_model_name_so_404_is_tested_elsewhere(llama_serve
     # the unknown-model message is checked against the minimal server in test_backends.py.
     dist = OpenAIBackend("no-such-model", base_url=llama_server).next_token("The capital of France is", top_k=1)
     assert dist.model == "no-such-model" and dist.tokens[0].token == " Paris"
+
+
+def test_an_api_model_joins_a_comparison_as_a_zero_shot_column(api, lm):
+    from core.compare import contenders, run_comparison
+    from core.finetune import load_dataset
+
+    dataset = load_dataset("sentiment")
+    result = run_comparison(contenders(lm, api=api), dataset.eval[:2], dataset, max_new_tokens=6)
+    api_column = f"api:{api.label}"
+    assert [name for name, _ in result.columns] == ["zero_shot", api_column]
+    for row in result.rows:
+        local, remote = row.answers
+        assert remote.column == api_column and remote.text and 1 <= remote.tokens <= 6
+        assert remote.target_logprob is None and local.target_logprob is not None, "an API cannot score a target"
+        assert remote.correct is not None
+    # Greedy on the same weights: llama.cpp's 4-bit model and transformers' dequantized copy start alike.
+    assert result.rows[0].answers[1].text.split()[:2] == result.rows[0].answers[0].text.split()[:2]
