@@ -155,12 +155,31 @@ def is_correct(dataset: FinetuneDataset, example: Example, answer: str, normalis
 
 
 def pick_shots(dataset: FinetuneDataset, k: int, seed: int) -> tuple[Example, ...]:
-    """``k`` training examples, the same ones for every prompt (a random draw from ``seed``)."""
+    """``k`` training examples, the same ones for every prompt (a random draw from ``seed``).
+
+    Where the completions are labels (a few values repeated, as in sentiment),
+    the draw takes each label in turn: four shots that all say "positive"
+    would teach the model to say "positive", not to classify.
+    """
     if not isinstance(k, int) or not 0 <= k <= MAX_SHOTS:
         raise InvalidInput(f"The number of few-shot examples must be between 0 and {MAX_SHOTS}; got {k!r}.")
     if k > len(dataset.train):
         raise InvalidInput(f"The training split has only {len(dataset.train)} examples; ask for at most that many.")
-    return tuple(random.Random(seed).sample(list(dataset.train), k))
+    rng = random.Random(seed)
+    pool = rng.sample(list(dataset.train), len(dataset.train))
+    by_label: dict[str, list[Example]] = {}
+    for example in pool:
+        by_label.setdefault(normalise(example.completion), []).append(example)
+    if len(by_label) > len(pool) // 2:  # free text, not labels
+        return tuple(pool[:k])
+    labels = list(by_label)
+    rng.shuffle(labels)
+    shots = []
+    while len(shots) < k:
+        for label in labels:
+            if by_label[label] and len(shots) < k:
+                shots.append(by_label[label].pop())
+    return tuple(shots)
 
 
 def few_shot_example(example: Example, shots: Sequence[Example]) -> Example:

@@ -178,6 +178,20 @@ def _run(dataset: FinetuneDataset | None, examples: list[Example], adapter_names
     st.session_state[EXAMPLES] = examples
 
 
+def shared_opening(prompts: list[str], least: int = 24) -> str:
+    """The words every prompt starts with (an instruction repeated), if long enough to be worth hiding."""
+    if len(prompts) < 2:
+        return ""
+    common = prompts[0]
+    for prompt in prompts[1:]:
+        same = next(
+            (i for i, (a, b) in enumerate(zip(common, prompt, strict=False)) if a != b), min(len(common), len(prompt))
+        )
+        common = common[:same]
+    cut = max(common.rfind(" "), common.rfind("\n")) + 1
+    return common[:cut] if cut >= least else ""
+
+
 def _mark(correct: bool | None) -> str:
     return {True: "✅ ", False: "❌ "}.get(correct, "")
 
@@ -200,9 +214,12 @@ def _results(result: Comparison) -> None:
     )
     st.dataframe(table, hide_index=True, width="stretch")
     st.subheader("Answers side by side")
+    shared = shared_opening([row.prompt for row in result.rows])
+    if shared:
+        st.caption(f"Every prompt begins with: *{shared.strip()}* — shown as “…” below.")
     side = pd.DataFrame(
         {
-            "prompt": row.prompt,
+            "prompt": ("…" if shared else "") + row.prompt[len(shared) :],
             **({"expected": row.expected} if any(r.expected for r in result.rows) else {}),
             **{title: _mark(a.correct) + a.text for (_, title), a in zip(result.columns, row.answers, strict=True)},
         }
