@@ -225,7 +225,8 @@ def _results(result: Comparison) -> None:
         }
         for row in result.rows
     )
-    st.dataframe(side, hide_index=True, width="stretch")
+    widths = {name: st.column_config.TextColumn(width="medium") for name in side.columns if name != "expected"}
+    st.dataframe(side, hide_index=True, width="stretch", column_config=widths)
     left, right = st.columns(2)
     left.download_button("⬇ Comparison as CSV", safe_csv(result.table_rows()), "comparison.csv", "text/csv")
     right.download_button(
