@@ -201,7 +201,7 @@ def test_comparison_table_with_random_adapter(lm, adapters):
 
 
 def test_csv_export_makes_formulas_inert():
-    text = safe_csv([{"prompt": "=HYPERLINK(\"http://x\")", "answer": "-1", "n": 3}, {"prompt": "ok", "answer": "a"}])
+    text = safe_csv([{"prompt": '=HYPERLINK("http://x")', "answer": "-1", "n": 3}, {"prompt": "ok", "answer": "a"}])
     lines = text.splitlines()
     assert lines[0] == "prompt,answer,n"
     assert lines[1].startswith("\"'=HYPERLINK") and ",'-1,3" in lines[1]
