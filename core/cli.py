@@ -21,6 +21,7 @@ from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel
 if TYPE_CHECKING:
     from core.backends.base import BackendStep
     from core.backends.openai_api import OpenAIBackend
+    from core.compare import ComparedPrompt
     from core.generation import GenerationStep
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -256,6 +257,151 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     return run_job(Path(args.output))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from core.pretrain.config import PretrainConfig
+    from core.pretrain.corpus import load_corpus
+    from core.pretrain.jobs import create_pretrain_job
+    from core.pretrain.train import run_pretrain_job
+    from core.pretrain.windows import prepare_corpus
+
+    if args.job_dir:
+        return run_pretrain_job(Path(args.job_dir))
+    source = args.text_file or args.corpus
+    if not source:
+        raise InvalidInput(
+            "Give a text to train on: --text-file FILE (UTF-8) or --corpus python-docs / tiny-sentences."
+        )
+    given = {
+        "layers": args.layers,
+        "d_model": args.d_model,
+        "heads": args.heads,
+        "context": args.context,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "sample_every": args.sample_every,
+        "seed": args.seed,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    config = PretrainConfig(corpus=source, tokenizer=args.tokenizer, device=args.device, **settings).validate()
+    corpus = load_corpus(source)
+    if not args.output:
+        raise InvalidInput("Say where the job goes with --output DIR (the model is saved in DIR/model).")
+    prepare_corpus(config, corpus.text)  # a corpus too short or a size too big is refused before any folder is written
+    create_pretrain_job(config, Path(args.output), corpus)
+    return run_pretrain_job(Path(args.output))
+
+
+def cmd_pairs(args: argparse.Namespace) -> dict[str, Any]:
+    from core.pretrain.pairs import training_pairs
+    from core.pretrain.tokenizer import make_tokenizer
+
+    tokenizer = make_tokenizer(args.tokenizer, args.text, args.context)
+    text = training_pairs(tokenizer, args.text, args.context, limit=args.limit)
+    return {
+        "tokenizer": args.tokenizer,
+        "context_length": args.context,
+        "n_tokens": len(text.tokens),
+        "total_pairs": text.total_pairs,
+        "pairs": [
+            {
+                "position": pair.position,
+                "context": [t.text for t in pair.context],
+                "context_ids": [t.id for t in pair.context],
+                "target": pair.target.text,
+                "target_id": pair.target.id,
+            }
+            for pair in text.pairs
+        ],
+    }
+
+
+def _print_pairs(result: dict[str, Any]) -> None:
+    from core.tokens import display_token
+
+    print(f"{result['n_tokens']} tokens give {result['total_pairs']} (context -> next token) pairs:")
+    for pair in result["pairs"]:
+        context = "".join(display_token(t) for t in pair["context"])
+        print(f"{pair['position']:>5}  {context[-60:]:>60}  ->  {display_token(pair['target'])}")
+
+
+def cmd_params(args: argparse.Namespace) -> dict[str, Any]:
+    from core.pretrain.sizes import compute_optimal_tokens, parameter_breakdown
+
+    lm = _model(args)
+    with lm.using() as model:  # reads the weights' shapes only, but never beside a pass that switches adapters
+        breakdown = parameter_breakdown(model)
+    return {
+        "model": lm.display_name,
+        "parameters": breakdown.total,
+        "by_kind": breakdown.by_kind,
+        "per_layer": breakdown.per_layer,
+        "outside_layers": breakdown.outside_layers,
+        "tied_embeddings": breakdown.tied_embeddings,
+        "tensors": breakdown.tensors,
+        "compute_optimal_tokens": compute_optimal_tokens(breakdown.total),
+    }
+
+
+def _print_params(result: dict[str, Any]) -> None:
+    total = result["parameters"]
+    tied = " (output layer tied to the embeddings: counted once)" if result["tied_embeddings"] else ""
+    print(f"{result['model']}: {total:,} parameters in {result['tensors']} tensors{tied}")
+    for kind, n in result["by_kind"].items():
+        print(f"{kind:>14}: {n:>14,}  {n / total:6.1%}")
+    if result["per_layer"]:
+        first = sum(result["per_layer"][0].values())
+        print(f"{len(result['per_layer'])} layers; layer 0 holds {first:,} parameters")
+    print(f"Chinchilla's ~20 tokens per parameter: about {result['compute_optimal_tokens']:.3g} training tokens")
+
+
+def _print_compared(row: ComparedPrompt) -> None:
+    expected = f"  (expected {row.expected[:40]!r})" if row.expected else ""
+    print(f"\n{row.prompt[:100]!r}{expected}")
+    for a in row.answers:
+        print(f"  {dict([(True, '✓'), (False, '✗')]).get(a.correct, ' ')} {a.column:<20} {a.text[:80]!r}")
+
+
+def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
+    from core.compare import contenders, pick_shots, run_comparison
+    from core.distributions import SamplingSettings
+    from core.finetune.adapters import resolve_adapter
+    from core.finetune.datasets import load_dataset
+    from core.finetune.inference import load_adapter
+
+    dataset = load_dataset(args.dataset, seed=args.seed)
+    base = _model(args)
+    views = [load_adapter(base, resolve_adapter(spec)) for spec in args.adapter]
+    comparison = run_comparison(
+        contenders(base, views, pick_shots(dataset, args.few_shot, args.seed)),
+        dataset.eval[: args.limit] if args.limit else dataset.eval,
+        dataset,
+        SamplingSettings(temperature=args.temperature, top_p=args.top_p),
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens or dataset.max_new_tokens,
+        normalised=not args.exact,
+        on_row=None if args.json else _print_compared,  # a table streams, row by row
+    )
+    if args.json:
+        return comparison.to_json()
+    print()
+    return {f"accuracy {k}": "—" if v is None else f"{v:.0%}" for k, v in comparison.accuracy().items()}
+
+
+def cmd_lens(args: argparse.Namespace) -> dict[str, Any]:
+    from core.lens import lens_report
+
+    return lens_report(_model(args), args.prompt, args.chat, args.track, args.attention_layer, args.head)
+
+
+def _print_lens(result: dict[str, Any]) -> None:
+    from core.lens import lens_table
+
+    print(lens_table(result))
+
+
 def _print_table(result: dict[str, Any]) -> None:
     from core.tokens import display_token
 
@@ -333,10 +479,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True)
     p.add_argument("--chat", action="store_true")
 
+    p = add("lens", cmd_lens, "The logit lens: what each layer would predict, at each position of the prompt.")
+    p.set_defaults(printer=_print_lens)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--chat", action="store_true")
+    p.add_argument("--track", default=None, help="a token to follow through the layers (default: the model's answer)")
+    p.add_argument("--attention-layer", type=int, default=None, help="also print this layer's attention weights")
+    p.add_argument("--head", type=int, default=None, help="one head of that layer (default: the mean of all)")
+
     p = add("bench", cmd_bench, "Measure speed against plain transformers, in one run.")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=48)
     p.add_argument("--skip-cold", action="store_true", help="skip the (slow) first load from the GGUF")
+
+    p = add(
+        "compare",
+        cmd_compare,
+        "Zero-shot, few-shot and fine-tuned answers to a dataset's held-out prompts, with the same decoding.",
+    )
+    p.add_argument("--dataset", required=True, help="sentiment, pirate, persona, or a .csv / .jsonl file")
+    p.add_argument(
+        "--adapter", action="append", default=[], help="an adapter folder, job folder or saved name (repeatable)"
+    )
+    p.add_argument("--few-shot", type=int, default=4, help="training examples put in the prompt (0: no column)")
+    p.add_argument("--limit", type=int, default=None, help="compare only the first N held-out prompts")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the dataset's own")
+    p.add_argument("--seed", type=int, default=0, help="for the few-shot draw, the split and sampling")
+    p.add_argument("--exact", action="store_true", help="exact matches only (default: case and punctuation fold)")
 
     p = add(
         "finetune",
@@ -367,6 +538,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help=f"examples per step (default {d.batch_size})")
     p.add_argument("--max-length", type=int, default=None, help=f"max tokens per example (default {d.max_length})")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
+
+    from core.pretrain.config import PretrainConfig
+    from core.pretrain.corpus import BUILTIN_CORPORA
+    from core.pretrain.tokenizer import TOKENIZERS
+
+    pre = PretrainConfig()
+    p = add(
+        "pretrain",
+        cmd_pretrain,
+        "Pretrain a tiny Llama from random weights on a text, in the foreground (--model is not used).",
+    )
+    p.add_argument("--text-file", help="a UTF-8 .txt file to train on")
+    p.add_argument("--corpus", choices=list(BUILTIN_CORPORA), help="a built-in text instead of --text-file")
+    p.add_argument("--tokenizer", choices=list(TOKENIZERS), default=pre.tokenizer, help="characters or SmolLM2's")
+    p.add_argument("--output", help="the job folder to create: config, status, metrics, samples, log and DIR/model")
+    p.add_argument("--job-dir", help="run a job folder prepared by a page (other settings come from its config)")
+    p.add_argument("--layers", type=int, default=None, help=f"transformer blocks (default {pre.layers})")
+    p.add_argument("--d-model", type=int, default=None, help=f"width (default {pre.d_model})")
+    p.add_argument("--heads", type=int, default=None, help=f"attention heads, dividing the width (default {pre.heads})")
+    p.add_argument("--context", type=int, default=None, help=f"tokens read at once (default {pre.context})")
+    p.add_argument("--max-steps", type=int, default=None, help=f"optimizer steps (default {pre.max_steps})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"windows per step (default {pre.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {pre.learning_rate:g})")
+    p.add_argument("--sample-every", type=int, default=None, help=f"steps between samples (default {pre.sample_every})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {pre.seed})")
+
+    p = add("pairs", cmd_pairs, "The (context -> next token) pairs a text yields: self-supervised training data.")
+    p.set_defaults(printer=_print_pairs)
+    p.add_argument("--text", required=True)
+    p.add_argument("--tokenizer", choices=list(TOKENIZERS), default="char", help="characters or SmolLM2's tokens")
+    p.add_argument("--context", type=int, default=8, help="tokens the model reads at once (default 8)")
+    p.add_argument("--limit", type=int, default=None, help="list only the first N pairs")
+
+    p = add("params", cmd_params, "A model's parameters by kind (embeddings, attention, MLP, norms) and layer.")
+    p.set_defaults(printer=_print_params)
     return parser
 
 
@@ -384,5 +590,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        _print_table(result)
+        getattr(args, "printer", _print_table)(result)
     return 0

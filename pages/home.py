@@ -32,6 +32,30 @@ CARDS = [
         "persona — with LoRA, in a couple of minutes on a laptop. Watch the loss fall and keep the adapter.",
         "Fine-tune a model",
     ),
+    (
+        "pages/build.py",
+        "🧱",
+        "Build your own",
+        "See how raw text becomes its own training data, **pretrain a tiny model from scratch** in about a minute — "
+        "its samples turn from noise into words — and compare its size with GPT-2, GPT-3 and Llama on one scale.",
+        "Build a tiny model",
+    ),
+    (
+        "pages/compare.py",
+        "⚖️",
+        "Compare",
+        "Was fine-tuning worth it, or would a better prompt have done? Zero-shot, few-shot and fine-tuned answers "
+        "to the same prompts side by side, their accuracy as a chart, and the adapter's effect on the next token.",
+        "Compare answers",
+    ),
+    (
+        "pages/inside.py",
+        "🔍",
+        "Inside the model",
+        "Watch the answer form layer by layer with the **logit lens** — ␣Paris surfaces only in the last layers — "
+        "and see which earlier tokens each attention head reads. Switch on an adapter to see what fine-tuning changed.",
+        "Look inside",
+    ),
 ]
 
 st.title("🔬 LLM Lab")

@@ -9,7 +9,15 @@ from streamlit.testing.v1 import AppTest
 from core.distributions import DISTRIBUTION_CACHE, score_text
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-PAGES = ["pages/home.py", "pages/explorer.py", "pages/score.py", "pages/finetune.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/explorer.py",
+    "pages/score.py",
+    "pages/finetune.py",
+    "pages/build.py",
+    "pages/compare.py",
+    "pages/inside.py",
+]
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:

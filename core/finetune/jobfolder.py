@@ -1,19 +1,20 @@
-"""A fine-tuning job's folder: the files it is made of, and how to read its state.
+"""A training job's folder: the files it is made of, and how to read its state.
 
 Everything a page needs to follow a job is a file, so a page can poll from
 any process (a refreshed tab, a second browser) and the job itself knows
-nothing about who watches::
+nothing about who watches. A job has a kind (``finetune`` or ``pretrain``);
+the files every kind shares, and a fine-tuning job's own::
 
-    <job>/config.json     the FinetuneConfig
-    <job>/dataset.json    which dataset, and the sizes of its splits
-    <job>/train.jsonl     the training split, as the job will read it
-    <job>/eval.jsonl      the held-out split
-    <job>/status.json     queued | running | done | failed | cancelled, phase, step, error, result
+    <job>/config.json     the job's config (a FinetuneConfig, or core.pretrain's PretrainConfig)
+    <job>/status.json     kind, queued | running | done | failed | cancelled, phase, step, error, result
     <job>/process.json    pid and start time of the job process
     <job>/metrics.jsonl   one JSON object per step or evaluation
     <job>/job.log         the job process's stdout and stderr
     <job>/STOP            present when someone asked the job to stop
-    <job>/adapter/        the saved LoRA adapter (written atomically, last)
+    <job>/dataset.json    fine-tuning: which dataset, and the sizes of its splits
+    <job>/train.jsonl     fine-tuning: the training split, as the job will read it
+    <job>/eval.jsonl      fine-tuning: the held-out split
+    <job>/adapter/        fine-tuning: the saved LoRA adapter (written atomically, last)
 
 JSON files are replaced atomically (temp file, fsync, ``os.replace``), so a
 reader sees the old state or the new one, never half of one. Metrics are
@@ -37,6 +38,8 @@ from core.finetune.datasets import BUILTIN_DATASETS, FinetuneDataset, parse_exam
 from core.finetune.paths import check_name, jobs_root
 from core.finetune.processes import ProcessId
 
+FINETUNE, PRETRAIN = "finetune", "pretrain"
+KIND_NAMES = {FINETUNE: "fine-tuning", PRETRAIN: "pretraining"}  # as a sentence names a job of that kind
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = frozenset({"queued", "running"})
 DIED = "The training process stopped unexpectedly (it was killed or crashed) without saving its result."
@@ -94,11 +97,18 @@ class JobFolder:
     def exists(self) -> bool:
         return self.file("config.json").is_file()
 
-    def config(self) -> FinetuneConfig:
+    def config_dict(self) -> dict[str, Any]:
         data = read_json(self.file("config.json"))
         if data is None:
-            raise InvalidInput(f"{self.path} is not a fine-tuning job folder (it has no config.json).")
-        return FinetuneConfig.from_dict(data)
+            raise InvalidInput(f"{self.path} is not a job folder (it has no config.json).")
+        return data
+
+    def config(self) -> FinetuneConfig:
+        return FinetuneConfig.from_dict(self.config_dict())
+
+    def kind(self) -> str:
+        """``finetune`` or ``pretrain``; folders from before kinds existed are fine-tuning jobs."""
+        return self.status().get("kind") or FINETUNE
 
     def dataset(self) -> FinetuneDataset:
         info = read_json(self.file("dataset.json")) or {}
@@ -127,17 +137,25 @@ class JobFolder:
         if self.writable:
             write_json_atomic(self.file("process.json"), process.to_dict())
 
-    def append_metric(self, row: dict[str, Any]) -> None:
+    def append_line(self, name: str, row: dict[str, Any]) -> None:
+        """Append ``row`` to the JSON-lines file ``name``."""
         if self.writable:
-            with self.file("metrics.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")  # one write per line, so readers never see half a row
+            with self.file(name).open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")  # one write per line: never half a row
 
-    def metrics(self) -> list[dict[str, Any]]:
+    def read_lines(self, name: str) -> list[dict[str, Any]]:
+        """The rows of the JSON-lines file ``name`` (none if it does not exist yet)."""
         try:
-            text = self.file("metrics.jsonl").read_text(encoding="utf-8")
+            text = self.file(name).read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]  # [:-1]: maybe incomplete
+
+    def append_metric(self, row: dict[str, Any]) -> None:
+        self.append_line("metrics.jsonl", row)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return self.read_lines("metrics.jsonl")
 
     def request_stop(self) -> None:
         self.stop_path.touch()
@@ -146,16 +164,32 @@ class JobFolder:
         return self.stop_path.exists()
 
 
-def create_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneDataset) -> JobFolder:
-    """Write a new job folder, status ``queued``; the job reads only what is written here."""
-    config.validate()
+def new_job_folder(job_dir: Path, config: dict[str, Any]) -> JobFolder:
+    """Create an empty job folder holding ``config.json``; the caller adds its inputs, then ``mark_queued``."""
     job_dir = Path(job_dir)
     if job_dir.exists() and any(job_dir.iterdir()):
         raise InvalidInput(f"{job_dir} already exists and is not empty: choose a new folder for the job.")
     job_dir.mkdir(parents=True, exist_ok=True)
     folder = JobFolder(job_dir)
-    write_json_atomic(folder.file("config.json"), config.to_dict())
-    dataset.write(job_dir)
+    write_json_atomic(folder.file("config.json"), config)
+    return folder
+
+
+def mark_queued(folder: JobFolder, kind: str, **facts: Any) -> None:
+    """Write status.json, last: a folder with a status is complete (other ranks wait for it).
+
+    ``facts`` are what a kind of job records about itself from the start (a pretraining job: its corpus).
+    """
+    folder.update_status(
+        kind=kind, status="queued", phase="queued", step=0, max_steps=None, created_at=time.time(), **facts
+    )
+
+
+def create_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneDataset) -> JobFolder:
+    """Write a new fine-tuning job folder, status ``queued``; the job reads only what is written here."""
+    config.validate()
+    folder = new_job_folder(job_dir, config.to_dict())
+    dataset.write(folder.path)
     write_json_atomic(
         folder.file("dataset.json"),
         {
@@ -165,7 +199,7 @@ def create_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneDataset) 
             "eval_examples": len(dataset.eval),
         },
     )
-    folder.update_status(status="queued", phase="queued", step=0, max_steps=None, created_at=time.time())
+    mark_queued(folder, FINETUNE)
     return folder
 
 
@@ -189,6 +223,7 @@ class JobState:
     result: dict[str, Any] | None
     created_at: float | None
     metrics: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    kind: str = FINETUNE
 
     @property
     def active(self) -> bool:
@@ -208,15 +243,23 @@ def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
     folder = JobFolder(job_dir)
     status = folder.status()
     if not status:
-        raise InvalidInput(f"{job_dir} is not a fine-tuning job folder (it has no status.json).")
+        raise InvalidInput(f"{job_dir} is not a job folder (it has no status.json).")
     if status.get("status") in ACTIVE:
         process = folder.process()
         if process is not None and not process.alive():
             status = folder.status()  # it may have written its final status just before exiting
             if status.get("status") in ACTIVE:
                 clue = _last_log_line(folder.log_path)
-                error = DIED + (f" Last line of its log: {clue}" if clue else "")
-                status = folder.update_status(status="failed", phase="finished", error=error, finished_at=time.time())
+                verdict = {
+                    "status": "failed",
+                    "phase": "finished",
+                    "error": DIED + (f" Last line of its log: {clue}" if clue else ""),
+                    "finished_at": time.time(),
+                }
+                try:
+                    status = folder.update_status(**verdict)
+                except OSError:  # a full disk: tell the truth now, record it when a later read can
+                    status = {**status, **verdict}
     now = time.time()
     started = status.get("started_at")
     elapsed = None if started is None else (status.get("finished_at") or now) - started
@@ -247,6 +290,7 @@ def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
         result=status.get("result"),
         created_at=status.get("created_at"),
         metrics=folder.metrics() if with_metrics else [],
+        kind=status.get("kind") or FINETUNE,
     )
 
 

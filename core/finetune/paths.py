@@ -1,10 +1,12 @@
-"""Where fine-tuning jobs live on disk, and which names are safe to use there.
+"""Where training jobs live on disk, and which names are safe to use there.
 
 Everything LLM Lab writes for itself (not a cache it could rebuild) sits under
 one data folder: ``$LLM_LAB_DATA`` if set, else ``data/`` at the repository
-root (git ignores it). Jobs go to ``<data>/finetune/jobs/<job name>/``; a job
-that finished with an adapter *is* a saved adapter, so the adapters list is
-the jobs list filtered. The machine-wide job lock is ``<data>/finetune/job.lock``.
+root (git ignores it). Fine-tuning jobs go to ``<data>/finetune/jobs/<job name>/``;
+a job that finished with an adapter *is* a saved adapter, so the adapters list
+is the jobs list filtered. Pretraining keeps its own folders under
+``<data>/pretrain/`` (``core.pretrain.jobs``). The machine-wide lock that lets
+one training job of any kind run at a time is ``<data>/job.lock``.
 
 Names come from people (a rename box, a job id in a page's URL), so every name
 is checked before it touches a path: no separators, no ``..``, nothing hidden,
@@ -39,8 +41,8 @@ def jobs_root() -> Path:
 
 
 def lock_path() -> Path:
-    """The lock that keeps fine-tuning to one job at a time on this machine."""
-    return data_root() / "finetune" / "job.lock"
+    """The lock that keeps training (fine-tuning or pretraining) to one job at a time on this machine."""
+    return data_root() / "job.lock"
 
 
 def check_name(name: str, what: str = "name") -> str:

@@ -53,6 +53,15 @@ class ProcessId:
             return False
 
 
+JOB_NICENESS = 10
+
+
+def lower_priority(niceness: int = JOB_NICENESS) -> None:
+    """Run this process at ``niceness`` (Unix nice value) at least; calling it again changes nothing."""
+    if hasattr(os, "nice"):  # Unix; elsewhere jobs keep the normal priority
+        os.nice(max(0, niceness - os.nice(0)))
+
+
 def remember(process: subprocess.Popen[bytes]) -> None:
     """Keep a child started here so it can be reaped once it exits."""
     _CHILDREN[process.pid] = process

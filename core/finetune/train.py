@@ -28,15 +28,14 @@ from typing import Any
 
 import torch
 
-from core.errors import InvalidInput, LabError
+from core.errors import InvalidInput
 from core.finetune.adapters import save_adapter
 from core.finetune.callback import JobProgress, StepTimer, StopRequest, any_rank
 from core.finetune.config import FinetuneConfig
 from core.finetune.datasets import FinetuneDataset, load_dataset
 from core.finetune.formatting import IGNORE_INDEX, encode_examples
-from core.finetune.jobfolder import JobFolder, create_job
-from core.finetune.launcher import claim_lock, release_lock
-from core.finetune.processes import ProcessId
+from core.finetune.jobfolder import FINETUNE, JobFolder, create_job
+from core.finetune.launcher import run_in_job_folder
 from core.models import LoadedModel, ModelKey, _load_uncached, resolve_device
 
 RANK0_WAIT_S = 600
@@ -188,31 +187,8 @@ def run_job(job_dir: Path, echo: bool = True) -> dict[str, Any]:
     """
     main = is_main_process()
     folder = JobFolder(Path(job_dir), writable=main)
-    if not folder.exists():
-        raise InvalidInput(f"{job_dir} is not a fine-tuning job folder (it has no config.json).")
-    if main and folder.status().get("status") != "queued":
-        raise InvalidInput(f"The job in {job_dir} has already run ({folder.status().get('status')}): start a new one.")
-    started = time.time()
-    try:
-        if main:
-            me = ProcessId.current()
-            claim_lock(folder.path, me)
-            folder.set_process(me)
-        folder.update_status(status="running", phase="loading", started_at=started, error=None)
-        with StopRequest(folder) as stop:
-            return _train(folder, stop, started, sys.stderr if echo else None)
-    except BaseException as exc:
-        if isinstance(exc, LabError):
-            error = str(exc)
-        elif isinstance(exc, KeyboardInterrupt):
-            error = "Interrupted before the adapter could be saved."
-        else:
-            error = f"{type(exc).__name__}: {exc}"
-        folder.update_status(status="failed", phase="finished", error=error, finished_at=time.time())
-        raise
-    finally:
-        if main:
-            release_lock(folder.path)
+    echo_to = sys.stderr if echo else None
+    return run_in_job_folder(folder, FINETUNE, lambda stop, started: _train(folder, stop, started, echo_to), main=main)
 
 
 def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> dict[str, Any]:

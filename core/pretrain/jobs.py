@@ -1,0 +1,94 @@
+"""Pretraining jobs: writing a job folder, starting it as its own process, finding it again.
+
+A pretraining job is a job of another kind on fine-tuning's machinery
+(``core.finetune.launcher``): the same one-job-per-machine lock, the same
+process spawning and stop file, the same status and metrics files, read by
+the same ``read_job``. Its folder adds the corpus it reads and the samples it
+writes::
+
+    <job>/corpus.txt      the text, as the job will read it
+    <job>/samples.jsonl   {"step", "prompt", "text"} every few steps
+    status.json           also holds "corpus" (name, characters), "model_dir" (where the model goes),
+                          and once the model is built "parameters" and "vocabulary"
+
+Everything that can be checked is checked before the process starts
+(corpus length for the context, memory for the size), so a bad setting is a
+message on the page, not a failed job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import InvalidInput
+from core.finetune.jobfolder import PRETRAIN, JobFolder, mark_queued, new_job_folder
+from core.finetune.launcher import claim_lock, release_lock, spawn_job_process
+from core.finetune.paths import check_name, new_job_name
+from core.finetune.processes import ProcessId
+from core.pretrain.config import PretrainConfig
+from core.pretrain.corpus import Corpus, load_corpus
+from core.pretrain.library import jobs_root, models_root
+from core.pretrain.windows import prepare_corpus
+
+CORPUS_FILE = "corpus.txt"
+SAMPLES_FILE = "samples.jsonl"
+
+
+def create_pretrain_job(
+    config: PretrainConfig, job_dir: Path, corpus: Corpus, model_dir: Path | None = None
+) -> JobFolder:
+    """Write a new pretraining job folder, status ``queued``; its model goes to ``model_dir`` (or ``<job>/model``)."""
+    config.validate()
+    folder = new_job_folder(job_dir, config.to_dict())
+    folder.file(CORPUS_FILE).write_text(corpus.text, encoding="utf-8")
+    mark_queued(
+        folder,
+        PRETRAIN,
+        corpus={"name": corpus.name, "builtin": corpus.builtin, "characters": corpus.characters},
+        model_dir=str(Path(model_dir or folder.path / "model").resolve()),
+    )
+    return folder
+
+
+def start_pretrain_job(config: PretrainConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:
+    """Check everything, write a job folder and start the job process; return the folder.
+
+    Raises ``InvalidInput`` (nothing started) for a bad config or corpus, a
+    corpus too short for the context or a size too big for the memory, and
+    ``JobBusy`` while another training job (of any kind) runs.
+    """
+    config.validate()
+    corpus = corpus or load_corpus(config.corpus)
+    root = jobs_root()
+    label = f"{corpus.name.rsplit('.', 1)[0]}-{config.tokenizer}"
+    name = check_name(name, "model name") if name else new_job_name(label, root)
+    job_dir, model_dir = root / name, models_root() / name
+    if job_dir.exists() or model_dir.exists():
+        raise InvalidInput(f"A tiny model called {name!r} already exists: choose another name.")
+    claim_lock(job_dir, ProcessId.current(), PRETRAIN)  # before the slower checks, so "busy" comes at once
+    try:
+        prepare_corpus(config, corpus.text)
+        root.mkdir(parents=True, exist_ok=True)
+        spawn_job_process(create_pretrain_job(config, job_dir, corpus, model_dir), PRETRAIN)
+    except BaseException:
+        release_lock(job_dir)
+        raise
+    return job_dir
+
+
+def find_pretrain_job(name: str) -> Path:
+    """The folder of the pretraining job called ``name`` (e.g. from a page's URL), checked to be a real job."""
+    path = jobs_root() / check_name(name, "job name")
+    if not JobFolder(path).file("status.json").is_file():
+        raise InvalidInput(f"There is no pretraining job called {name!r}.")
+    return path
+
+
+def job_vocabulary(job_dir: Path) -> int | None:
+    """How many tokens the job's model chooses from (known once its tokenizer is built)."""
+    return JobFolder(job_dir).status().get("vocabulary")
+
+
+def job_samples(job_dir: Path) -> list[dict]:
+    """The samples the job has written so far, oldest first."""
+    return JobFolder(job_dir).read_lines(SAMPLES_FILE)

@@ -1,0 +1,236 @@
+"""Running a pretraining job: a tiny Llama from random weights, trained on raw text by transformers' ``Trainer``.
+
+The same Trainer and the same job machinery as fine-tuning
+(``core.finetune.launcher.run_in_job_folder``, the ``JobProgress`` callback),
+so a pretraining job is a job of another kind: one at a time per machine, a
+live loss curve in ``metrics.jsonl``, Cancel through a STOP file, a truthful
+"failed" for a dead process. What is its own: the model starts from random
+weights (``LlamaForCausalLM(config)``), the data is random windows of a text
+with no labels but the text itself, and a ``TextSamples`` callback writes
+what the model would write every few steps.
+
+A job: tokenize the corpus, hold out its tail, build the model, measure the
+held-out loss, train, measure it again, save the model and its tokenizer
+with ``save_pretrained`` (safetensors), atomically. A job stopped early saves
+what it has, marked partial.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.finetune.callback import JobProgress, StopRequest
+from core.finetune.jobfolder import PRETRAIN, JobFolder
+from core.finetune.launcher import run_in_job_folder
+from core.models import resolve_device
+from core.pretrain.architecture import llama_config
+from core.pretrain.config import PretrainConfig
+from core.pretrain.corpus import first_word
+from core.pretrain.jobs import CORPUS_FILE
+from core.pretrain.library import save_tiny_model
+from core.pretrain.samples import TextSamples
+from core.pretrain.sizes import parameter_breakdown, training_flops
+from core.pretrain.tokenizer import CHAR
+from core.pretrain.windows import PreparedCorpus, RandomWindows, held_out_windows, prepare_corpus
+
+
+def cpu_threads() -> int:
+    """Every core but one: the app keeps a core for its answers while a job trains.
+
+    A tiny model's matrices are too small for many threads to pay, and
+    threads that wait for a core taken by another process spin: measured
+    here on 2 busy cores, one thread took 0.13 s per default step, two
+    threads 1.5 to 2.4 s.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@dataclass
+class PretrainSetup:
+    """A Trainer ready to run on a fresh tiny model, with what the job reports about it."""
+
+    trainer: Any
+    tokenizer: Any
+    parameters: int
+    device: str
+
+    @property
+    def model(self) -> Any:
+        return self.trainer.accelerator.unwrap_model(self.trainer.model)
+
+
+def build_trainer(
+    config: PretrainConfig, prepared: PreparedCorpus, output_dir: Path, callbacks: list[Any]
+) -> PretrainSetup:
+    """A Llama of ``config.size`` with random weights (from the seed), and a Trainer on random windows."""
+    from transformers import (
+        LlamaForCausalLM,
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    device = resolve_device(config.device)
+    set_seed(config.seed)  # before the weights are drawn
+    model = LlamaForCausalLM(llama_config(config.size, prepared.tokenizer))
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,  # a fraction: the first 5% of steps warm up, so random weights do not blow up
+        logging_steps=1,  # every step on the live curve
+        eval_strategy="steps" if config.sample_every else "no",
+        eval_steps=config.sample_every or None,  # held-out loss beside each sample
+        save_strategy="no",  # the job saves the model itself, atomically, at the end
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        include_num_input_tokens_seen="all",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=RandomWindows(
+            prepared.split.train, config.context, config.max_steps * config.batch_size, config.seed
+        ),
+        eval_dataset=held_out_windows(prepared.split.held_out, config.context),
+        data_collator=default_data_collator,
+        processing_class=prepared.tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw dicts; JobProgress reports instead
+    return PretrainSetup(trainer, prepared.tokenizer, parameter_breakdown(model).total, str(args.device))
+
+
+def run_pretrain_job(job_dir: Path, echo: bool = True) -> dict[str, Any]:
+    """Run the pretraining job in ``job_dir`` in this process and return its summary (the CLI's ``--json``)."""
+    folder = JobFolder(Path(job_dir))
+    echo_to = sys.stderr if echo else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads())  # on a GPU only the data and the samples run here
+    try:
+        return run_in_job_folder(folder, PRETRAIN, lambda stop, started: _train(folder, stop, started, echo_to))
+    finally:
+        torch.set_num_threads(threads)  # a job run inside another program (a test) gives its threads back
+
+
+def model_dir_of(folder: JobFolder) -> Path:
+    """Where the job saves its model: recorded when the job was created, else ``<job>/model``."""
+    recorded = folder.status().get("model_dir")
+    return Path(recorded) if recorded else folder.path / "model"
+
+
+def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> dict[str, Any]:
+    config = PretrainConfig.from_dict(folder.config_dict())
+    text = folder.file(CORPUS_FILE).read_text(encoding="utf-8")
+    corpus = folder.status().get("corpus") or {}
+    folder.update_status(phase="tokenizing")
+    prepared = prepare_corpus(config, text)
+    progress = JobProgress(folder, stop, started, echo)
+    scratch = folder.path / ".trainer"
+    setup = build_trainer(config, prepared, scratch, [progress])
+    samples = TextSamples(
+        folder,
+        setup.tokenizer,
+        config.sample_prompt or first_word(text, then_space=config.tokenizer == CHAR),
+        config.sample_chars,
+        config.context,
+        config.sample_every,
+        config.seed,
+        echo,
+    )
+    trainer = setup.trainer
+    trainer.add_callback(samples)  # after JobProgress, which has already logged the step
+    try:
+        folder.update_status(
+            phase="evaluating", max_steps=config.max_steps, parameters=setup.parameters, vocabulary=len(setup.tokenizer)
+        )
+        eval_loss_before = float(trainer.evaluate()["eval_loss"])
+        train_metrics: dict[str, Any] = {}
+        if not stop.requested():
+            train_metrics = trainer.train().metrics
+        steps = trainer.state.global_step
+        partial = steps < config.max_steps
+        samples.write(setup.model, steps)  # the last sample, also for a run stopped between samples
+        last_eval = next((r for r in reversed(progress.rows) if r["eval_loss"] is not None), None)
+        if last_eval is not None and last_eval["step"] == steps:
+            eval_loss_after = last_eval["eval_loss"]
+        else:
+            folder.update_status(phase="evaluating")
+            eval_loss_after = float(trainer.evaluate()["eval_loss"])
+        losses = [r["loss"] for r in progress.rows if r["loss"] is not None]
+        tokens_seen = int(trainer.state.num_input_tokens_seen)
+        train_seconds = max(0.0, float(train_metrics.get("train_runtime", 0.0)) - progress.eval_seconds_in_training)
+        model_dir = None
+        info = {
+            "corpus": corpus.get("name", config.corpus),
+            "corpus_characters": len(text),
+            "corpus_tokens": prepared.split.total,
+            "tokenizer": config.tokenizer,
+            "vocabulary": len(setup.tokenizer),
+            "size": config.size.to_dict(),
+            "parameters": setup.parameters,
+            "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
+            "steps": steps,
+            "max_steps": config.max_steps,
+            "partial": partial,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+            "eval_loss_before": eval_loss_before,
+            "eval_loss_after": eval_loss_after,
+            "tokens_seen": tokens_seen,
+            "tokens_per_second": tokens_seen / train_seconds if train_seconds > 0 else None,
+            "training_flops": training_flops(setup.parameters, tokens_seen),
+            "train_seconds": train_seconds,
+            "device": setup.device,
+            "samples": samples.rows,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        if steps > 0:
+            folder.update_status(phase="saving")
+            info["seconds"] = time.time() - started
+            model_dir = str(save_tiny_model(setup.model, setup.tokenizer, model_dir_of(folder), info))
+        result = {
+            "model_dir": model_dir,
+            "parameters": setup.parameters,
+            "loss_first": info["loss_first"],
+            "loss_last": info["loss_last"],
+            "seconds": time.time() - started,
+            "steps": steps,
+            "partial": partial,
+            "eval_loss_before": eval_loss_before,
+            "eval_loss_after": eval_loss_after,
+            "tokens_seen": tokens_seen,
+            "tokens_per_second": info["tokens_per_second"],
+            "training_flops": info["training_flops"],
+            "job_dir": str(folder.path),
+            "status": "cancelled" if partial else "done",
+        }
+        folder.update_status(
+            status=result["status"],
+            phase="finished",
+            step=steps,
+            partial=partial,
+            result=result,
+            finished_at=time.time(),
+        )
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

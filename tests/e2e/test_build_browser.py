@@ -1,0 +1,74 @@
+"""Build your own in a real Chromium: the sliding window, a tiny model trained from the page, sizes on a log scale.
+
+The server here has a data folder of its own, so the job it trains never
+lands in the repository's ``data/``.
+"""
+
+import os
+import sys
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, ROOT, assert_no_app_errors, shot
+from tests.servers import free_port, serving
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+JOB_TIMEOUT_MS = 600_000  # only so a broken job cannot hang the suite
+
+
+@pytest.fixture(scope="module")
+def build_app_url(tmp_path_factory):
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    data = tmp_path_factory.mktemp("build-data")
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+    ]  # fmt: skip
+    with serving(
+        command,
+        f"http://127.0.0.1:{port}/_stcore/health",
+        ARTIFACTS / "build-server.log",
+        timeout=90,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LLM_LAB_DATA": str(data)},
+    ):
+        yield f"http://127.0.0.1:{port}"
+
+
+def wait_for_charts(page) -> None:
+    """Every visible plotly chart has drawn."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.stPlotlyChart')].filter(e => e.offsetParent)"
+        ".every(e => e.querySelector('.main-svg'))",
+        timeout=120_000,
+    )
+
+
+def test_pairs_then_train_a_tiny_model_then_compare_sizes(page, build_app_url):
+    page.goto(f"{build_app_url}/build", wait_until="domcontentloaded")
+    page.get_by_text("training examples").first.wait_for(timeout=120_000)
+    wait_for_charts(page)
+    assert page.get_by_text("47 tokens → 46 training examples").is_visible()
+    shot(page, "build-1-pairs")
+
+    page.get_by_role("tab", name="Train a tiny model").click()
+    page.get_by_text("Made-up sentences").click()
+    page.get_by_text("Vocabulary 29 ·").wait_for(timeout=60_000)  # the count follows the corpus
+    steps = page.get_by_label("Steps", exact=True).and_(page.get_by_test_id("stNumberInputField"))
+    steps.fill("60")
+    steps.press("Enter")
+    page.get_by_text("Tokens it will read").wait_for()
+    page.get_by_role("button", name="▶ Train").click()
+    page.get_by_text("Done. The model is saved").wait_for(timeout=JOB_TIMEOUT_MS)
+    wait_for_charts(page)
+    assert page.get_by_text("step 60", exact=True).is_visible(), "the last sample is shown"
+    shot(page, "build-2-trained")
+
+    page.get_by_role("tab", name="What large means").click()
+    page.get_by_text("Sizes on one scale").wait_for(timeout=120_000)
+    wait_for_charts(page)
+    saved_bar = page.locator(".stPlotlyChart svg text", has_text="(saved)")
+    assert saved_bar.count() == 1, "the model just trained is on the log scale"
+    shot(page, "build-3-large")
+    assert_no_app_errors(page)
