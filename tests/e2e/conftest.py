@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,23 +30,24 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
+@contextmanager
+def app_server(log_name: str, data: Path | None = None) -> Iterator[str]:
+    """A real LLM Lab server on a free loopback port; with ``data``, its own data folder."""
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     command = [
         sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
     ]  # fmt: skip
-    with serving(
-        command,
-        f"http://127.0.0.1:{port}/_stcore/health",
-        ARTIFACTS / "streamlit-server.log",
-        timeout=90,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"LLM_LAB_DATA": str(data)} if data else {})}
+    with serving(command, f"http://127.0.0.1:{port}/_stcore/health", ARTIFACTS / log_name, 90, cwd=ROOT, env=env):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    with app_server("streamlit-server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,9 @@ The server here has a data folder of its own, so the job it trains never
 lands in the repository's ``data/``.
 """
 
-import os
-import sys
-
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, ROOT, assert_no_app_errors, shot
-from tests.servers import free_port, serving
+from tests.e2e.conftest import app_server, assert_no_app_errors, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 JOB_TIMEOUT_MS = 600_000  # only so a broken job cannot hang the suite
@@ -18,22 +14,8 @@ JOB_TIMEOUT_MS = 600_000  # only so a broken job cannot hang the suite
 
 @pytest.fixture(scope="module")
 def build_app_url(tmp_path_factory):
-    port = free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    data = tmp_path_factory.mktemp("build-data")
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-    ]  # fmt: skip
-    with serving(
-        command,
-        f"http://127.0.0.1:{port}/_stcore/health",
-        ARTIFACTS / "build-server.log",
-        timeout=90,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "LLM_LAB_DATA": str(data)},
-    ):
-        yield f"http://127.0.0.1:{port}"
+    with app_server("build-server.log", tmp_path_factory.mktemp("build-data")) as url:
+        yield url
 
 
 def wait_for_charts(page) -> None:

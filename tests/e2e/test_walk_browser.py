@@ -9,14 +9,11 @@ gets a data folder of its own, so the jobs it starts touch nothing else.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, ROOT, assert_no_app_errors, shot
-from tests.servers import free_port, serving
+from tests.e2e.conftest import app_server, assert_no_app_errors, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 JOB_DEADLINE_MS = 900_000  # a few training steps; generous only so a broken job cannot hang the suite
@@ -25,21 +22,8 @@ MODEL_DEADLINE_MS = 180_000
 
 @pytest.fixture(scope="module")
 def walk_url(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    data = tmp_path_factory.mktemp("walk") / "data"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-    ]  # fmt: skip
-    with serving(
-        command,
-        f"http://127.0.0.1:{port}/_stcore/health",
-        ARTIFACTS / "walk-server.log",
-        timeout=90,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "LLM_LAB_DATA": str(data)},
-    ):
-        yield f"http://127.0.0.1:{port}"
+    with app_server("walk-server.log", tmp_path_factory.mktemp("walk") / "data") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +114,20 @@ def test_5_compare_base_and_tuned(walker, walk_url):
     walker.get_by_text("Jensen–Shannon").wait_for(timeout=MODEL_DEADLINE_MS)
     assert walker.get_by_text("Fine-tuned: sentiment").count() >= 1
     snap(walker, "walk-5-compare")
+    assert_no_app_errors(walker)
+
+
+def test_6_train_a_tiny_model_for_a_few_steps(walker, walk_url):
+    visit(walker, f"{walk_url}/build")
+    walker.get_by_role("tab", name="Train a tiny model").click()
+    walker.get_by_text("Made-up sentences").click()
+    steps = walker.get_by_label("Steps", exact=True).and_(walker.get_by_test_id("stNumberInputField"))
+    steps.fill("20")
+    steps.press("Enter")
+    walker.get_by_text("Tokens it will read").wait_for(timeout=60_000)
+    walker.get_by_role("button", name="▶ Train").click()
+    walker.get_by_text("Done. The model is saved").wait_for(timeout=JOB_DEADLINE_MS)
+    snap(walker, "walk-6-build")
     assert_no_app_errors(walker)
 
 
