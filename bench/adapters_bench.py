@@ -23,10 +23,8 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,19 +36,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 
-from core.bench import BENCH_PROMPT  # noqa: E402
+from core.bench import BENCH_PROMPT, _median_seconds  # noqa: E402
 from core.finetune import load_adapter  # noqa: E402
 from core.models import LoadedModel, ModelKey, _load_uncached  # noqa: E402
-
-
-def _median(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def _random_adapter(lm: LoadedModel, folder: Path, seed: int) -> Path:
@@ -88,10 +76,10 @@ def run(repeats: int) -> dict[str, Any]:
         views = [load_adapter(shared, first), load_adapter(shared, second)]
         plain_peft = PeftModel.from_pretrained(copy.deepcopy(plain_base.model), str(first)).eval()
 
-        raw_base_s = _median(raw(plain_base.model), repeats)
-        our_base_s = _median(lambda: shared.forward(ids), repeats)
-        plain_peft_s = _median(raw(plain_peft), repeats)
-        our_view_s = _median(lambda: views[0].forward(ids), repeats)
+        raw_base_s = _median_seconds(raw(plain_base.model), repeats)
+        our_base_s = _median_seconds(lambda: shared.forward(ids), repeats)
+        plain_peft_s = _median_seconds(raw(plain_peft), repeats)
+        our_view_s = _median_seconds(lambda: views[0].forward(ids), repeats)
 
         def alternating() -> None:
             for model in (shared, views[0], views[1]):
@@ -101,8 +89,8 @@ def run(repeats: int) -> dict[str, Any]:
             for _ in range(3):
                 raw(plain_peft)()
 
-        alternating_s = _median(alternating, repeats)
-        same_s = _median(same_model_three_times, repeats)
+        alternating_s = _median_seconds(alternating, repeats)
+        same_s = _median_seconds(same_model_three_times, repeats)
         adapter_mb = _mb(p for n, p in plain_peft.named_parameters() if "lora_" in n)
         base_mb = _mb(plain_base.model.parameters())
     return {

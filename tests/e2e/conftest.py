@@ -62,15 +62,20 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 2000})
+def watched_page(context):
+    """A new tab that records console errors and failed requests, for ``assert_no_app_errors``."""
     page = context.new_page()
     page.console_errors = []
     page.failed_requests = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
-    yield page
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 2000})
+    yield watched_page(context)
     context.close()
 
 

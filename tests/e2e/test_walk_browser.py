@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import app_server, assert_no_app_errors, shot
+from tests.e2e.conftest import app_server, assert_no_app_errors, shot, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 JOB_DEADLINE_MS = 900_000  # a few training steps; generous only so a broken job cannot hang the suite
@@ -30,12 +30,7 @@ def walk_url(tmp_path_factory) -> Iterator[str]:
 def walker(browser, walk_url):
     """One browser tab for the whole walk, as one person would use it."""
     context = browser.new_context(viewport={"width": 1400, "height": 2200})
-    page = context.new_page()
-    page.console_errors = []
-    page.failed_requests = []
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
-    yield page
+    yield watched_page(context)
     context.close()
 
 
