@@ -263,7 +263,7 @@ if dataset is not None:
     with st.expander("Hyperparameters", expanded=not presenting()):
         config = _config(dataset)
     cols = st.columns([1, 1, 3])
-    busy = running_job() is not None
+    busy = running_job(None) is not None  # a pretraining job holds the same lock
     cols[0].button(
         "▶ Train",
         type="primary",

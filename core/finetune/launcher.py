@@ -210,7 +210,7 @@ def run_in_job_folder(
         elif _disk_full(exc):
             error = (
                 f"The disk is full, so the job could not write its files ({type(exc).__name__}: {exc}). "
-                "Free some space (delete adapters you no longer need) and start the job again."
+                "Free some space (delete adapters or saved models you no longer need) and start the job again."
             )
         else:
             error = f"{type(exc).__name__}: {exc}"
