@@ -216,7 +216,7 @@ def _results(result: Comparison) -> None:
     st.subheader("Answers side by side")
     shared = shared_opening([row.prompt for row in result.rows])
     if shared:
-        st.caption(f"Every prompt begins with: *{shared.strip()}* — shown as “…” below.")
+        st.caption(f"Every prompt begins with: *{' '.join(shared.split())}* — shown as “…” below.")
     side = pd.DataFrame(
         {
             "prompt": ("…" if shared else "") + row.prompt[len(shared) :],
