@@ -23,24 +23,25 @@ def wait_for_charts(page) -> None:
     page.wait_for_function(
         "() => [...document.querySelectorAll('.stPlotlyChart')].filter(e => e.offsetParent)"
         ".every(e => e.querySelector('.main-svg'))",
-        timeout=120_000,
+        timeout=240_000,  # the first run of the page also loads (or converts) the model for the sizes tab
     )
 
 
 def test_pairs_then_train_a_tiny_model_then_compare_sizes(page, build_app_url):
+    page.set_default_timeout(240_000)  # clicks too: a busy CI machine can take minutes for a rerun
     page.goto(f"{build_app_url}/build", wait_until="domcontentloaded")
-    page.get_by_text("training examples").first.wait_for(timeout=120_000)
+    page.get_by_text("training examples").first.wait_for(timeout=240_000)
     wait_for_charts(page)
     assert page.get_by_text("47 tokens → 46 training examples").is_visible()
     shot(page, "build-1-pairs")
 
     page.get_by_role("tab", name="Train a tiny model").click()
     page.get_by_text("Made-up sentences").click()
-    page.get_by_text("Vocabulary 29 ·").wait_for(timeout=60_000)  # the count follows the corpus
+    page.get_by_text("Vocabulary 29 ·").wait_for(timeout=240_000)  # the count follows the corpus
     steps = page.get_by_label("Steps", exact=True).and_(page.get_by_test_id("stNumberInputField"))
     steps.fill("60")
     steps.press("Enter")
-    page.get_by_text("Tokens it will read").wait_for()
+    page.get_by_text("Tokens it will read").wait_for(timeout=240_000)
     page.get_by_role("button", name="▶ Train").click()
     page.get_by_text("Done. The model is saved").wait_for(timeout=JOB_TIMEOUT_MS)
     wait_for_charts(page)

@@ -30,7 +30,9 @@ def walk_url(tmp_path_factory) -> Iterator[str]:
 def walker(browser, walk_url):
     """One browser tab for the whole walk, as one person would use it."""
     context = browser.new_context(viewport={"width": 1400, "height": 2200})
-    yield watched_page(context)
+    page = watched_page(context)
+    page.set_default_timeout(MODEL_DEADLINE_MS)  # clicks too: a busy CI machine can take minutes for a rerun
+    yield page
     context.close()
 
 
@@ -119,7 +121,7 @@ def test_6_train_a_tiny_model_for_a_few_steps(walker, walk_url):
     steps = walker.get_by_label("Steps", exact=True).and_(walker.get_by_test_id("stNumberInputField"))
     steps.fill("20")
     steps.press("Enter")
-    walker.get_by_text("Tokens it will read").wait_for(timeout=60_000)
+    walker.get_by_text("Tokens it will read").wait_for(timeout=MODEL_DEADLINE_MS)
     walker.get_by_role("button", name="▶ Train").click()
     walker.get_by_text("Done. The model is saved").wait_for(timeout=JOB_DEADLINE_MS)
     snap(walker, "walk-6-build")
