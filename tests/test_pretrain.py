@@ -28,7 +28,7 @@ from core.pretrain import (
 from core.pretrain.architecture import check_fits_in_memory, llama_config
 from core.pretrain.corpus import Corpus, tiny_sentences_text
 from core.pretrain.library import jobs_root, models_root
-from core.pretrain.sizes import compute_optimal_tokens, training_flops
+from core.pretrain.sizes import compute_optimal_tokens, is_adapter_tensor, training_flops
 from core.pretrain.tokenizer import CHAR, MODEL, build_char_tokenizer, make_tokenizer, vocabulary_size
 from core.pretrain.windows import RandomWindows, held_out_windows, prepare_corpus, split_tokens, tokens_needed
 from tests.conftest import ROOT
@@ -40,9 +40,14 @@ def data_dir(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
+def own_tensors(model) -> dict:
+    """The model's state dict without the LoRA tensors other tests switched on over the shared model."""
+    return {name: t for name, t in model.state_dict().items() if not is_adapter_tensor(name)}
+
+
 def unique_parameters(model) -> int:
     """Every tensor's size once, however many names point at it (a tied output layer shares its storage)."""
-    return sum({t.data_ptr(): t.numel() for t in model.state_dict().values()}.values())
+    return sum({t.data_ptr(): t.numel() for t in own_tensors(model).values()}.values())
 
 
 def test_the_char_tokenizer_round_trips_and_loads_as_a_plain_transformers_tokenizer(tmp_path):
@@ -108,7 +113,7 @@ def test_the_parameter_formula_equals_the_tensors_of_the_built_model(size):
 def test_the_embedded_models_tied_embeddings_are_counted_once(lm):
     with lm.using() as model:
         breakdown = parameter_breakdown(model)
-        every_name = sum(t.numel() for t in model.state_dict().values())  # lm_head.weight listed again
+        every_name = sum(t.numel() for t in own_tensors(model).values())  # lm_head.weight listed again
         unique = unique_parameters(model)
     config = lm.model.config
     embedding = config.vocab_size * config.hidden_size

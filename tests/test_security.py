@@ -55,8 +55,10 @@ def test_the_app_served_with_the_repository_config_listens_on_loopback_only(tmp_
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
     with serving(command, f"http://127.0.0.1:{port}/_stcore/health", tmp_path / "server.log", timeout=60, cwd=ROOT):
-        server = next(
-            p for p in psutil.Process().children(recursive=True) if "streamlit_app.py" in " ".join(p.cmdline())
+        server = next(  # this test's server: a session-wide app server may be running beside it
+            p
+            for p in psutil.Process().children(recursive=True)
+            if "streamlit_app.py" in p.cmdline() and str(port) in p.cmdline()
         )
         listening = [c.laddr for c in server.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
         assert listening, "the server listens somewhere"

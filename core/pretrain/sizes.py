@@ -69,12 +69,22 @@ class ParameterBreakdown:
         return {k: n - inside.get(k, 0) for k, n in self.by_kind.items() if n - inside.get(k, 0)}
 
 
+def is_adapter_tensor(name: str) -> bool:
+    """A LoRA tensor peft put into a shared model (``core.adapter_host``): not the model's own."""
+    return ".lora_" in f".{name}"
+
+
 def parameter_breakdown(model: Any) -> ParameterBreakdown:
-    """Count ``model``'s parameters by kind and layer from its tensors (``named_parameters`` lists shared ones once)."""
+    """Count ``model``'s parameters by kind and layer from its tensors (``named_parameters`` lists shared ones once).
+
+    Adapters switched on over the shared model are left out: they are a few MB on top of it, not the model.
+    """
     by_kind: dict[str, int] = {}
     per_layer: dict[int, dict[str, int]] = {}
     tensors = 0
     for name, tensor in model.named_parameters():
+        if is_adapter_tensor(name):
+            continue
         kind, n = parameter_kind(name), tensor.numel()
         tensors += 1
         by_kind[kind] = by_kind.get(kind, 0) + n
