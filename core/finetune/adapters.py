@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
-from core.finetune.jobfolder import read_job, read_json, write_json_atomic
+from core.finetune.jobfolder import folder_replaced_atomically, read_job, read_json, write_json_atomic
 from core.finetune.paths import child_folder, jobs_root
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -68,21 +67,13 @@ Load it with peft: `PeftModel.from_pretrained(base_model, "<this folder>")`.
 def save_adapter(model: Any, target: Path, info: dict[str, Any]) -> Path:
     """Save a peft model's adapter to ``target`` atomically, with its card and ``training.json``."""
     target = Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    old = target.with_name(f".{target.name}.old")
-    try:
+    with folder_replaced_atomically(target) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         # Name the base as LLM Lab does ('embedded'), not by the cache folder it was loaded from.
         peft_config = read_json(tmp / "adapter_config.json")
         write_json_atomic(tmp / "adapter_config.json", {**peft_config, "base_model_name_or_path": info["base_model"]})
         (tmp / "README.md").write_text(model_card(info), encoding="utf-8")  # replaces peft's template card
         write_json_atomic(tmp / "training.json", info)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return target
 
 

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,25 @@ KIND_NAMES = {FINETUNE: "fine-tuning", PRETRAIN: "pretraining"}  # as a sentence
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = frozenset({"queued", "running"})
 DIED = "The training process stopped unexpectedly (it was killed or crashed) without saving its result."
+
+
+@contextmanager
+def folder_replaced_atomically(target: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``target``; when the block ends without error, it becomes ``target``.
+
+    A crash or a full disk part-way leaves the previous ``target`` (or none), never a half-written one.
+    """
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    old = target.with_name(f".{target.name}.old")
+    try:
+        yield tmp
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -16,13 +16,12 @@ lives in ``<data>/pretrain/jobs/<name>/``.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
-from core.finetune.jobfolder import read_job, read_json, write_json_atomic
+from core.finetune.jobfolder import folder_replaced_atomically, read_job, read_json, write_json_atomic
 from core.finetune.paths import child_folder, data_root
 from core.pretrain.sizes import scientific
 
@@ -94,19 +93,11 @@ def save_tiny_model(model: Any, tokenizer: Any, target: Path, info: dict[str, An
     """Save model and tokenizer to ``target`` atomically (safetensors), with the card and ``training.json``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    old = target.with_name(f".{target.name}.old")
-    try:
+    with folder_replaced_atomically(target) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(model_card(target.name, info), encoding="utf-8")
         write_json_atomic(tmp / "training.json", info)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return target
 
 
