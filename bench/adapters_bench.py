@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 
 from core.bench import BENCH_PROMPT, _median_seconds  # noqa: E402
-from core.finetune import load_adapter  # noqa: E402
+from core.finetune.adapters import resolve_adapter  # noqa: E402
 from core.models import LoadedModel, ModelKey, _load_uncached  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def run(repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="llm-lab-bench-") as tmp:
         first = _random_adapter(plain_base, Path(tmp) / "a", 1)
         second = _random_adapter(plain_base, Path(tmp) / "b", 2)
-        views = [load_adapter(shared, first), load_adapter(shared, second)]
+        views = [shared.with_adapter(resolve_adapter(first)), shared.with_adapter(resolve_adapter(second))]
         plain_peft = PeftModel.from_pretrained(copy.deepcopy(plain_base.model), str(first)).eval()
 
         raw_base_s = _median_seconds(raw(plain_base.model), repeats)

@@ -35,11 +35,16 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 
-from core.finetune import BUILTIN_DATASETS, FinetuneConfig, load_adapter, load_dataset, read_job, start_job  # noqa: E402
-from core.finetune.evaluate import target_report  # noqa: E402
-from core.finetune.jobfolder import create_job  # noqa: E402
+from core.backends import LocalBackend  # noqa: E402
+from core.datasets import BUILTIN_DATASETS, Dataset, load_dataset  # noqa: E402
+from core.distributions import SamplingSettings  # noqa: E402
+from core.finetune import FinetuneConfig, start_job  # noqa: E402
+from core.finetune.adapters import resolve_adapter  # noqa: E402
+from core.finetune.jobs import create_job  # noqa: E402
 from core.finetune.train import run_job  # noqa: E402
-from core.models import load_model  # noqa: E402
+from core.jobs.folder import read_job  # noqa: E402
+from core.jobs.training import TrainingResult  # noqa: E402
+from core.models import LoadedModel, load_model  # noqa: E402
 
 
 def plain_peft_trainer(config: FinetuneConfig, source: str, output_dir: str) -> dict[str, float]:
@@ -105,7 +110,7 @@ def plain_peft_trainer(config: FinetuneConfig, source: str, output_dir: str) -> 
 def llm_lab_job(config: FinetuneConfig, folder: Path) -> dict[str, float]:
     create_job(config, folder, load_dataset(config.dataset))
     result = run_job(folder, echo=False)
-    return {"tokens": result["train_tokens"], "tokens_per_second": result["train_tokens_per_second"]}
+    return {"tokens": result.tokens_seen, "tokens_per_second": result.tokens_per_second}
 
 
 def overhead(steps: int, repeats: int) -> dict[str, Any]:
@@ -135,6 +140,14 @@ def overhead(steps: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def greedy_answers(lm: LoadedModel, dataset: Dataset) -> list[tuple[str, bool]]:
+    """Each held-out prompt's greedy answer, and whether it hits the dataset's target."""
+    backend = LocalBackend(lm)
+    greedy = SamplingSettings(temperature=0)
+    answers = [backend.reply(e, greedy, None, dataset.max_new_tokens).text for e in dataset.eval]
+    return [(a, dataset.hit(e, a)) for e, a in zip(dataset.eval, answers, strict=True)]
+
+
 def dataset_runs() -> list[dict[str, Any]]:
     lm = load_model()
     runs = []
@@ -142,7 +155,7 @@ def dataset_runs() -> list[dict[str, Any]]:
         os.environ["LLM_LAB_DATA"] = tmp
         for name in BUILTIN_DATASETS:
             dataset = load_dataset(name)
-            before = target_report(lm, dataset)
+            before = greedy_answers(lm, dataset)
             started = time.perf_counter()
             job = start_job(FinetuneConfig(dataset=name))
             while (state := read_job(job)).active:
@@ -150,21 +163,22 @@ def dataset_runs() -> list[dict[str, Any]]:
             wall = time.perf_counter() - started
             if state.status != "done":
                 raise RuntimeError(f"{name}: the job ended {state.status}: {state.error}")
-            after = target_report(load_adapter(lm, state.adapter_dir), dataset)
-            result = state.result
+            result = state.result_as(TrainingResult)
+            assert result is not None and result.output_dir is not None
+            after = greedy_answers(lm.with_adapter(resolve_adapter(result.output_dir)), dataset)
             runs.append(
                 {
                     "dataset": name,
-                    "steps": result["steps"],
+                    "steps": result.steps,
                     "wall_seconds": wall,
-                    "train_tokens_per_second": result["train_tokens_per_second"],
-                    "eval_loss_before": result["eval_loss_before"],
-                    "eval_loss_after": result["eval_loss_after"],
+                    "train_tokens_per_second": result.tokens_per_second,
+                    "eval_loss_before": result.eval_loss_before,
+                    "eval_loss_after": result.eval_loss_after,
                     "target": dataset.target,
-                    "hits_before": f"{before.hits}/{len(before.samples)}",
-                    "hits_after": f"{after.hits}/{len(after.samples)}",
-                    "example_before": before.samples[0].answer,
-                    "example_after": after.samples[0].answer,
+                    "hits_before": f"{sum(hit for _, hit in before)}/{len(before)}",
+                    "hits_after": f"{sum(hit for _, hit in after)}/{len(after)}",
+                    "example_before": before[0][0],
+                    "example_after": after[0][0],
                 }
             )
             print(json.dumps(runs[-1], ensure_ascii=False), file=sys.stderr)

@@ -14,6 +14,7 @@ until then nothing here touches it. peft is imported only then, too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -22,18 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelLoadError
+from core.errors import InvalidInput, ModelLoadError
 
 MAX_ADAPTERS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_ADAPTERS", "4"))  # per base model; a LoRA is a few MB
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what peft loads; never pickles
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return all((Path(path) / f).is_file() for f in ADAPTER_FILES)
+
+
 @dataclass(frozen=True)
 class AdapterRef:
-    """Which adapter a view of the base model runs with, and how strongly.
+    """Which adapter a view of the base model runs with, and how strongly: an adapter's identity.
 
-    ``version`` tells a re-trained adapter in the same folder from the old one
-    (the weights' modification time). ``scale`` multiplies the LoRA update:
-    0 is the base model exactly, 1 the adapter as trained.
+    It travels unchanged from the page that chose it to the caches' keys
+    (``ModelKey.adapter``). ``version`` tells a re-trained adapter in the same
+    folder from the old one (the weights' modification time). ``scale``
+    multiplies the LoRA update: 0 is the base model exactly, 1 the adapter as
+    trained. ``label`` is how people name it (a saved adapter's name).
     """
 
     folder: Path
@@ -41,10 +51,45 @@ class AdapterRef:
     label: str
     scale: float = 1.0
 
+    @classmethod
+    def at(cls, folder: Path | str, label: str, scale: float = 1.0) -> AdapterRef:
+        """The adapter saved in ``folder``, checked to be one, at strength ``scale``."""
+        folder = Path(folder).expanduser().resolve()
+        if not is_adapter_dir(folder):
+            raise InvalidInput(
+                f"{label!r} is not a LoRA adapter folder: it needs {' and '.join(ADAPTER_FILES)} "
+                "(weights in pickle files are not loaded)."
+            )
+        return cls(folder, (folder / ADAPTER_FILES[1]).stat().st_mtime_ns, label).scaled(scale)
+
+    def scaled(self, scale: float) -> AdapterRef:
+        """The same adapter at another strength."""
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
+            raise InvalidInput(f"The adapter strength must be between 0 and 1; got {scale!r}.")
+        return dataclasses.replace(self, scale=float(scale))
+
+    @property
+    def title(self) -> str:
+        """The label, with the strength when it is not 1."""
+        return self.label if self.scale == 1.0 else f"{self.label} × {self.scale:g}"
+
     @property
     def slot(self) -> str:
         """The name peft knows this adapter by (module dict keys may not contain dots)."""
         return "lab_" + hashlib.sha1(f"{self.folder}@{self.version}".encode()).hexdigest()[:16]
+
+    def parameters(self) -> int:
+        """How many numbers the adapter adds, read from its weights file's header."""
+        from safetensors import safe_open
+
+        total = 0
+        with safe_open(str(self.folder / ADAPTER_FILES[1]), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                count = 1
+                for size in weights.get_slice(name).get_shape():
+                    count *= size
+                total += count
+        return total
 
 
 @dataclass(eq=False)

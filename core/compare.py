@@ -18,36 +18,27 @@ and the time it took.
 
 from __future__ import annotations
 
-import random
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from core.backends.base import Backend
+from core.datasets import Dataset
 from core.distributions import SamplingSettings
 from core.errors import InvalidInput
-from core.finetune.datasets import Example, FinetuneDataset
-from core.finetune.formatting import completion_ids, has_chat_template, prompt_ids
-from core.generation import generate
-from core.models import LoadedModel
-from core.tokens import check_fits
+from core.prompts import Example, normalise, with_shots
 
 ZERO_SHOT, FEW_SHOT = "zero_shot", "few_shot"
-MAX_SHOTS = 16
 MAX_PROMPTS = 200
 
 
 @dataclass(frozen=True)
 class Contender:
-    """One column: a name for tables, a title for people, and what answers."""
+    """One column: a name for tables, a title for people, the backend that answers and its shots."""
 
     name: str
     title: str
-    lm: LoadedModel | None = None
-    backend: Backend | None = None
+    backend: Backend
     shots: tuple[Example, ...] = ()
 
 
@@ -142,145 +133,45 @@ class Comparison:
         }
 
 
-def normalise(text: str) -> str:
-    """Case, punctuation and spacing folded away: ``"Positive."`` matches ``"positive"``."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
-
-
-def is_correct(dataset: FinetuneDataset, example: Example, answer: str, normalised: bool) -> bool:
-    """The dataset's own check, with normalised matching where that check is an exact match."""
-    if normalised and dataset.judges_exact:
-        return normalise(answer) == normalise(example.completion)
-    return dataset.hit(example, answer)
-
-
-def pick_shots(dataset: FinetuneDataset, k: int, seed: int) -> tuple[Example, ...]:
-    """``k`` training examples, the same ones for every prompt (a random draw from ``seed``).
-
-    Where the completions are labels (a few values repeated, as in sentiment),
-    the draw takes each label in turn: four shots that all say "positive"
-    would teach the model to say "positive", not to classify.
-    """
-    if not isinstance(k, int) or not 0 <= k <= MAX_SHOTS:
-        raise InvalidInput(f"The number of few-shot examples must be between 0 and {MAX_SHOTS}; got {k!r}.")
-    if k > len(dataset.train):
-        raise InvalidInput(f"The training split has only {len(dataset.train)} examples; ask for at most that many.")
-    rng = random.Random(seed)
-    pool = rng.sample(list(dataset.train), len(dataset.train))
-    by_label: dict[str, list[Example]] = {}
-    for example in pool:
-        by_label.setdefault(normalise(example.completion), []).append(example)
-    if len(by_label) > len(pool) // 2:  # free text, not labels
-        return tuple(pool[:k])
-    labels = list(by_label)
-    rng.shuffle(labels)
-    shots = []
-    while len(shots) < k:
-        for label in labels:
-            if by_label[label] and len(shots) < k:
-                shots.append(by_label[label].pop())
-    return tuple(shots)
-
-
-def few_shot_example(example: Example, shots: Sequence[Example]) -> Example:
-    """``example`` with solved ``shots`` before it, as earlier chat turns.
-
-    For a model without a chat template ``prompt_ids`` reads ``prompt`` as
-    plain text, so the shots go into the text as prompt/answer blocks.
-    """
-    turns: list[tuple[str, str]] = []
-    for shot in shots:
-        turns += [*shot.context, ("user", shot.prompt), ("assistant", shot.completion)]
-    return Example(example.prompt, example.completion, (*turns, *example.context))
-
-
-def _plain_few_shot(example: Example, shots: Sequence[Example]) -> Example:
-    blocks = [f"{s.prompt}\n{s.completion}" for s in shots]
-    return Example("\n\n".join([*blocks, example.prompt]) + "\n", example.completion)
-
-
-def contender_prompt(lm: LoadedModel, example: Example, shots: Sequence[Example]) -> list[int]:
-    """The ids ``lm`` reads before answering ``example``, shots included."""
-    if not shots:
-        return prompt_ids(lm.tokenizer, example)
-    if has_chat_template(lm.tokenizer):
-        return prompt_ids(lm.tokenizer, few_shot_example(example, shots))
-    return prompt_ids(lm.tokenizer, _plain_few_shot(example, shots))
-
-
-def target_logprob(lm: LoadedModel, prompt: list[int], target: list[int]) -> float:
-    """Mean log-probability (nats per token) of ``target`` right after ``prompt``, in one pass."""
-    ids = prompt + target
-    check_fits(lm, len(ids))
-    logits, _ = lm.forward(ids)
-    logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1].double(), dim=-1)
-    picked = logprobs[torch.arange(len(target)), torch.tensor(target)]
-    return float(picked.mean())
-
-
-def _answer_local(
-    contender: Contender, example: Example, settings: SamplingSettings, seed: int, max_new_tokens: int
-) -> tuple[str, int, list[int]]:
-    lm = contender.lm
-    assert lm is not None
-    ids = contender_prompt(lm, example, contender.shots)
-    steps = list(generate(lm, ids, max_new_tokens, settings, seed=seed, alternatives=1))
-    text = lm.tokenizer.decode([s.chosen.id for s in steps], skip_special_tokens=True).strip()
-    return text, len(steps), ids
-
-
-def _answer_api(
-    contender: Contender, example: Example, settings: SamplingSettings, seed: int, max_new_tokens: int
-) -> tuple[str, int]:
-    assert contender.backend is not None
-    steps = list(contender.backend.generate_steps(example.prompt, True, max_new_tokens, settings, seed, 1))
-    finished = steps[-1].finished if steps else False
-    kept = steps[:-1] if finished and steps else steps  # the end-of-turn token is not part of the answer
-    return "".join(s.chosen.token for s in kept).strip(), len(steps)
-
-
 def answer(
     contender: Contender,
     example: Example,
-    dataset: FinetuneDataset | None,
+    dataset: Dataset | None,
     settings: SamplingSettings,
     seed: int,
     max_new_tokens: int,
     normalised: bool = True,
 ) -> Answer:
-    """One contender's answer to ``example``, judged and timed."""
+    """One contender's answer to ``example``, judged and timed; the expected answer scored where it can be."""
+    backend = contender.backend
+    asked = with_shots(example, contender.shots, chat=backend.reads_chat)
     began = time.perf_counter()
+    reply = backend.reply(asked, settings, seed, max_new_tokens)
+    seconds = time.perf_counter() - began
     expected = example.completion or None
-    logprob = None
-    if contender.lm is not None:
-        text, tokens, ids = _answer_local(contender, example, settings, seed, max_new_tokens)
-        seconds = time.perf_counter() - began
-        if expected is not None:
-            logprob = target_logprob(contender.lm, ids, completion_ids(contender.lm.tokenizer, example))
-    else:
-        text, tokens = _answer_api(contender, example, settings, seed, max_new_tokens)
-        seconds = time.perf_counter() - began
-    correct = None
+    logprob, correct = None, None
     if expected is not None:
-        correct = is_correct(dataset, example, text, normalised) if dataset else normalise(text) == normalise(expected)
-    return Answer(contender.name, text, correct, logprob, tokens, seconds)
+        logprobs = backend.expected_logprobs(asked)
+        logprob = sum(logprobs) / len(logprobs) if logprobs else None
+        correct = (
+            dataset.judge(example, reply.text, normalised) if dataset else normalise(reply.text) == normalise(expected)
+        )
+    return Answer(contender.name, reply.text, correct, logprob, reply.tokens, seconds)
 
 
 def contenders(
-    base: LoadedModel,
-    adapters: Sequence[LoadedModel] = (),
+    base: Backend,
+    adapters: Sequence[tuple[str, Backend]] = (),
     shots: Sequence[Example] = (),
     api: Backend | None = None,
 ) -> list[Contender]:
-    """The columns: zero-shot, few-shot (when there are shots), each adapter, then the API model."""
-    out = [Contender(ZERO_SHOT, "Zero-shot", lm=base)]
+    """The columns: zero-shot, few-shot (when there are shots), each (label, adapter view), then the API model."""
+    out = [Contender(ZERO_SHOT, "Zero-shot", base)]
     if shots:
-        out.append(Contender(FEW_SHOT, f"Few-shot ({len(shots)} examples)", lm=base, shots=tuple(shots)))
-    for view in adapters:
-        label = view.adapter.label if view.adapter else view.display_name
-        out.append(Contender(label, f"Fine-tuned: {label}", lm=view))
+        out.append(Contender(FEW_SHOT, f"Few-shot ({len(shots)} examples)", base, tuple(shots)))
+    out += [Contender(label, f"Fine-tuned: {label}", view) for label, view in adapters]
     if api is not None:
-        out.append(Contender(f"api:{api.label}", f"API: {api.label}", backend=api))
+        out.append(Contender(f"api:{api.label}", f"API: {api.label}", api))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise InvalidInput("Two columns would have the same name: choose each adapter once.")
@@ -290,7 +181,7 @@ def contenders(
 def compare_rows(
     columns: Sequence[Contender],
     examples: Sequence[Example],
-    dataset: FinetuneDataset | None,
+    dataset: Dataset | None,
     settings: SamplingSettings,
     seed: int = 0,
     max_new_tokens: int = 32,
@@ -309,7 +200,7 @@ def compare_rows(
 def run_comparison(
     columns: Sequence[Contender],
     examples: Sequence[Example],
-    dataset: FinetuneDataset | None,
+    dataset: Dataset | None,
     settings: SamplingSettings | None = None,
     seed: int = 0,
     max_new_tokens: int = 32,
@@ -330,13 +221,3 @@ def run_comparison(
         rows=tuple(rows),
         settings={**asdict(settings), "seed": seed, "max_new_tokens": max_new_tokens, "normalised": normalised},
     )
-
-
-def typed_examples(text: str) -> list[Example]:
-    """Prompts typed one per line; ``prompt => expected`` adds an expected answer."""
-    examples = []
-    for line in text.splitlines():
-        prompt, _, expected = line.partition("=>")
-        if prompt.strip():
-            examples.append(Example(prompt.strip(), expected.strip()))
-    return examples

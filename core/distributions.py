@@ -62,7 +62,6 @@ class NextTokenDistribution:
     prompt_ids: tuple[int, ...]
     logits: torch.Tensor
     tokenizer: Any = field(repr=False)
-    adapter: str | None = None
 
     def __post_init__(self) -> None:
         # float64: over ~50k tokens, float32 rounding leaves sums off 1 by ~1e-5
@@ -242,14 +241,13 @@ def sample_token(shaped: ShapedDistribution, generator: torch.Generator | None =
 
 
 def next_token_distribution(lm: LoadedModel, prompt_ids: list[int]) -> NextTokenDistribution:
-    """The distribution over the token after ``prompt_ids``, memoised per (model, ids)."""
+    """The distribution over the token after ``prompt_ids``, memoised per (model and adapter, ids)."""
     check_fits(lm, len(prompt_ids))
-    key = (lm.key, None, tuple(prompt_ids))
+    key = (lm.key, tuple(prompt_ids))
 
     def compute() -> NextTokenDistribution:
         logits, _ = lm.forward(list(prompt_ids), last_only=True)
-        adapter = lm.adapter.label if lm.adapter else None
-        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer, adapter)
+        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer)
 
     return DISTRIBUTION_CACHE.get_or_compute(key, compute)
 
@@ -319,4 +317,4 @@ def score_text(lm: LoadedModel, text: str, alternatives: int = 5) -> TextScore:
         mean_nll = float(-chosen.mean())
         return TextScore(tuple(scores), math.exp(mean_nll), mean_nll, lm.display_name)
 
-    return SCORE_CACHE.get_or_compute((lm.key, None, tuple(ids), alternatives), compute)
+    return SCORE_CACHE.get_or_compute((lm.key, tuple(ids), alternatives), compute)

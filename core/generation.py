@@ -24,7 +24,7 @@ from core.distributions import (
 from core.errors import InvalidInput
 from core.models import LoadedModel
 from core.result_cache import ResultCache
-from core.tokens import check_fits, display_token
+from core.tokens import check_fits, check_token_ids, display_token
 
 MAX_NEW_TOKENS = 2048
 REPLAY_CACHE: ResultCache[tuple[GenerationStep, ...]] = ResultCache(capacity=128)
@@ -122,12 +122,19 @@ class TokenStream:
         return self.append(token_id, sampled_prob=float(shaped.probs[token_id]))
 
 
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+
+
 def seeded_generator(seed: int | None) -> torch.Generator:
+    """A generator seeded with ``seed`` (None: a fresh random seed)."""
     generator = torch.Generator()
     if seed is None:
         generator.seed()
-    else:
-        generator.manual_seed(seed)
+        return generator
+    low, high = SEED_RANGE
+    if not isinstance(seed, int) or isinstance(seed, bool) or not low <= seed <= high:
+        raise InvalidInput(f"The seed must be a whole number from -2^63 to 2^64 - 1; got {seed!r}.")
+    generator.manual_seed(seed)
     return generator
 
 
@@ -165,6 +172,7 @@ def replay(
     """
     ids = list(prompt_ids) + list(continuation)
     check_fits(lm, len(ids))
+    check_token_ids(lm, list(continuation))
     if not continuation:
         return ()
 
@@ -176,8 +184,8 @@ def replay(
             dist = NextTokenDistribution(lm.display_name, tuple(ids[: position + 1]), logits[position], lm.tokenizer)
             steps.append(step_for(dist, token_id, index, lm, alternatives))
         DISTRIBUTION_CACHE.put(
-            (lm.key, None, tuple(ids)), NextTokenDistribution(lm.display_name, tuple(ids), logits[-1], lm.tokenizer)
+            (lm.key, tuple(ids)), NextTokenDistribution(lm.display_name, tuple(ids), logits[-1], lm.tokenizer)
         )
         return tuple(steps)
 
-    return REPLAY_CACHE.get_or_compute((lm.key, None, tuple(prompt_ids), tuple(continuation), alternatives), compute)
+    return REPLAY_CACHE.get_or_compute((lm.key, tuple(prompt_ids), tuple(continuation), alternatives), compute)

@@ -17,6 +17,7 @@ the cache and each model's lock are shared by all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -35,6 +36,7 @@ import torch
 from core.adapter_host import AdapterHost, AdapterRef
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL, embedded_gguf_path
 from core.errors import InvalidInput, ModelLoadError
+from core.jobs.paths import data_root
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -68,11 +70,12 @@ def resolve_device(device: str) -> str:
 
 @dataclass(frozen=True)
 class ModelKey:
-    """What identifies a loaded model in the caches."""
+    """What identifies a model in the caches: the base model, and the adapter a view of it runs with."""
 
     name: str
     dtype: str = DEFAULT_DTYPE
     device: str = "cpu"
+    adapter: AdapterRef | None = None
 
 
 @dataclass(eq=False)
@@ -82,6 +85,8 @@ class LoadedModel:
     Never mutate ``model``: it is shared by every session. All forward passes
     go through ``forward`` so they are serialised by ``lock`` and counted in
     ``forward_calls`` (tests use the counter to prove a view ran no new pass).
+    A *view* (``with_adapter``) shares the weights, the lock and the adapters
+    of its base and differs only in ``key.adapter``.
     """
 
     key: ModelKey
@@ -93,16 +98,35 @@ class LoadedModel:
     context_length: int
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     forward_calls: int = 0
-    adapter: AdapterRef | None = None  # a view of a base model with this LoRA on (core.finetune.inference)
     adapters: AdapterHost = field(default_factory=AdapterHost, repr=False)  # shared by a base and its views
+
+    @property
+    def adapter(self) -> AdapterRef | None:
+        """The adapter this view runs with; None for the base model."""
+        return self.key.adapter
 
     @property
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+    def with_adapter(self, adapter: AdapterRef) -> LoadedModel:
+        """A view of this base model with ``adapter`` switched on, sharing its weights and lock.
+
+        The adapter is read into the base model once (``ModelLoadError`` if it
+        does not fit); later views of it only switch it on.
+        """
+        if self.adapter is not None:
+            raise InvalidInput("An adapter goes on a base model, not on another adapter.")
+        view = dataclasses.replace(
+            self,
+            key=dataclasses.replace(self.key, adapter=adapter),
+            display_name=f"{self.display_name} + {adapter.title}",
+            n_parameters=self.n_parameters + adapter.parameters(),
+            forward_calls=0,
+        )
+        with view.using():  # reads the weights now, so a misfit is reported here, not at the first pass
+            pass
+        return view
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -221,8 +245,6 @@ def allowed_model_roots() -> list[Path]:
     ``LLM_LAB_MODEL_DIRS`` (folders separated by ``os.pathsep``) adds more.
     """
     from huggingface_hub.constants import HF_HUB_CACHE
-
-    from core.finetune.paths import data_root
 
     roots = [data_root(), cache_dir(), Path(HF_HUB_CACHE)]
     roots += [Path(p) for p in os.environ.get("LLM_LAB_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
@@ -406,11 +428,21 @@ class _ModelCache:
 MODEL_CACHE = _ModelCache(MAX_MODELS_IN_MEMORY)
 
 
-def load_model(name: str = EMBEDDED_MODEL, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> LoadedModel:
-    """The shared, loaded model for (name, dtype, device), loading it if needed."""
-    name = name.strip()
+def load_model(
+    name: str = EMBEDDED_MODEL, dtype: str = DEFAULT_DTYPE, device: str = "auto", restricted: bool = False
+) -> LoadedModel:
+    """The shared, loaded model for (name, dtype, device), loading it if needed.
+
+    ``restricted``: the name was typed into the shared app, so a local path
+    must lie in LLM Lab's own folders (``check_model_location``). Every page
+    and every job a page starts loads this way; the command line, run by the
+    machine's owner, does not.
+    """
+    name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise InvalidInput("The model name is empty: use 'embedded', a Hugging Face id or a local folder.")
+    if restricted:
+        check_model_location(name)
     if dtype not in DTYPES:
         raise InvalidInput(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
     return MODEL_CACHE.get(ModelKey(name, dtype, resolve_device(device)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.errors import InvalidInput
 from core.models import LoadedModel
+from core.prompts import Example, has_chat_template, prompt_text
 
 MAX_PROMPT_CHARS = 200_000
 
@@ -82,28 +83,13 @@ def decode_bytes(raw: bytes, what: str = "text") -> str:
         ) from None
 
 
-def token_for(lm: LoadedModel, token_id: int) -> Token:
-    special = token_id in lm.tokenizer.all_special_ids
-    return Token(token_id, lm.tokenizer.decode([token_id]), special)
-
-
 def tokens_for(lm: LoadedModel, ids: list[int]) -> tuple[Token, ...]:
     special = set(lm.tokenizer.all_special_ids)
     decode = lm.tokenizer.decode
     return tuple(Token(i, decode([i]), i in special) for i in ids)
 
 
-def chat_text(lm: LoadedModel, user_message: str, system: str | None = None) -> str:
-    """The user message wrapped in the model's chat template, ready for the assistant's reply."""
-    if not lm.has_chat_template:
-        raise InvalidInput(
-            f"{lm.display_name} has no chat template, so it cannot read chat messages. Switch chat mode off."
-        )
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_message}]
-    return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def encode_prompt(lm: LoadedModel, prompt: str, chat: bool = False, system: str | None = None) -> PromptTokens:
+def encode_prompt(lm: LoadedModel, prompt: str, chat: bool = False) -> PromptTokens:
     """Tokenize a prompt as the model will read it, checking it fits the model's context.
 
     Plain prompts get the tokenizer's default special tokens (a BOS for models
@@ -111,7 +97,11 @@ def encode_prompt(lm: LoadedModel, prompt: str, chat: bool = False, system: str 
     its special tokens, so none are added again.
     """
     validate_prompt(prompt)
-    text = chat_text(lm, prompt, system) if chat else prompt
+    if chat and not has_chat_template(lm.tokenizer):
+        raise InvalidInput(
+            f"{lm.display_name} has no chat template, so it cannot read chat messages. Switch chat mode off."
+        )
+    text = prompt_text(lm.tokenizer, Example(prompt), chat)
     ids = lm.tokenizer(text, add_special_tokens=not chat)["input_ids"]
     check_fits(lm, len(ids))
     return PromptTokens(text=text, tokens=tokens_for(lm, ids), chat=chat)
@@ -123,4 +113,14 @@ def check_fits(lm: LoadedModel, n_tokens: int) -> None:
     if n_tokens > lm.context_length:
         raise InvalidInput(
             f"The prompt has {n_tokens:,} tokens but {lm.display_name} reads at most {lm.context_length:,}. Shorten it."
+        )
+
+
+def check_token_ids(lm: LoadedModel, ids: list[int], what: str = "The steered tokens") -> None:
+    """Refuse ids the model has no row for (a shared link can carry any number)."""
+    vocab = lm.vocab_size
+    bad = next((i for i in ids if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < vocab), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"{what} include the id {bad}, which is not a token of {lm.display_name} (ids run from 0 to {vocab - 1:,})."
         )

@@ -12,6 +12,10 @@ training compute on one log scale.
 
 from __future__ import annotations
 
+from ui.router import require_router
+
+require_router()
+
 import math
 from pathlib import Path
 
@@ -19,9 +23,9 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import LabError
-from core.finetune import read_job, request_stop
-from core.finetune.jobfolder import PRETRAIN, JobState
-from core.finetune.launcher import running_job
+from core.jobs.folder import JobState
+from core.jobs.lock import running_job
+from core.jobs.training import TrainingResult
 from core.pretrain import (
     BUILTIN_CORPORA,
     DEFAULT_CORPUS,
@@ -43,14 +47,14 @@ from core.pretrain import (
 )
 from core.pretrain.architecture import gigabytes
 from core.pretrain.jobs import job_vocabulary
+from core.pretrain.library import PRETRAIN
 from core.pretrain.sizes import compute_optimal_tokens, scientific, short_count, training_flops
 from core.pretrain.tokenizer import CHAR, MODEL, TOKENIZERS, make_tokenizer, vocabulary_size
 from core.pretrain.windows import tokens_needed
 from ui.build_charts import breakdown_figure, samples_html, sizes_figure, window_figure
 from ui.charts import PLOTLY_CONFIG, loss_figure
-from ui.session import ADAPTER, MODEL_NAME, NO_ADAPTER, current_model, presenting, require_router, using_api
-
-require_router()
+from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
+from ui.session import choose_model, current_model, presenting, using_api
 
 PAIRS_TEXT, PAIRS_TOKENIZER, PAIRS_CONTEXT = "bd_pairs_text", "bd_pairs_tokenizer", "bd_pairs_context"
 CORPUS, UPLOAD, TOKENIZER = "bd_corpus", "bd_upload", "bd_tokenizer"
@@ -102,8 +106,7 @@ def _corpus_tokens(kind: str, name: str, text: str) -> tuple[int, int]:
     return vocabulary_size(MODEL, text), len(_model_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
 
-def _report(exc: LabError) -> None:
-    st.session_state[ERROR] = str(exc)  # callbacks run before the page: show it when the page draws
+report = report_later(ERROR)
 
 
 # --- Text is its own label -------------------------------------------------------------------------------------
@@ -241,12 +244,11 @@ def _start(corpus: Corpus) -> None:
     try:
         st.query_params[RUN] = start_pretrain_job(_config(corpus), corpus).name
     except LabError as exc:
-        _report(exc)
+        report(exc)
 
 
 def _open_in_explorer(model_dir: Path) -> None:
-    st.session_state[MODEL_NAME] = str(model_dir)
-    st.session_state[ADAPTER] = NO_ADAPTER  # adapters belong to the embedded model, not to this one
+    choose_model(str(model_dir))
     st.session_state[GO_EXPLORE] = True  # a flag: st.switch_page cannot run inside a callback
 
 
@@ -254,14 +256,7 @@ def _delete(name: str) -> None:
     try:
         delete_tiny_model(name)
     except LabError as exc:
-        _report(exc)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+        report(exc)
 
 
 def _samples(job: JobState) -> None:
@@ -274,11 +269,7 @@ def _samples(job: JobState) -> None:
     st.markdown(samples_html(samples), unsafe_allow_html=True)
 
 
-def _job_panel(job: JobState) -> None:
-    st.subheader(f"Training {job.name}")
-    label = {"queued": "starting…", "running": job.phase or "training"}.get(job.status, job.status)
-    steps = f"step {job.step} of {job.max_steps}" if job.max_steps else f"step {job.step}"
-    st.progress(job.progress, text=f"{label} · {steps} · elapsed {_duration(job.elapsed)} · left {_duration(job.eta)}")
+def _curve_and_samples(job: JobState) -> None:
     left, right = st.columns(2)
     with left:
         if job.metrics:
@@ -297,75 +288,35 @@ def _job_panel(job: JobState) -> None:
                 )
     with right:
         _samples(job)
-    if job.active:
-        st.button(
-            "⏹ Cancel",
-            key="bd_cancel",
-            on_click=request_stop,
-            args=(job.path,),
-            disabled=job.path.joinpath("STOP").exists(),
-            help="Stops after the current step and saves what it learned so far, marked partial.",
-        )
+
+
+def _finished(job: JobState) -> None:
+    result = job.result_as(TrainingResult)
+    if result is None:
         return
-    if job.status == "failed":
-        st.error(f"The job failed: {job.error}", icon="⚠️")
-        return
-    if job.partial:
-        st.warning("Stopped early: the saved model holds what it learned so far (marked partial).")
-    else:
-        st.success("Done. The model is saved: open it in the explorer to see its next-token guesses.", icon="✅")
-    result = job.result or {}
-    if result.get("model_dir"):
-        st.button("🎲 Open in the explorer", key="bd_open_job", on_click=_open_in_explorer, args=(result["model_dir"],))
+    if result.output_dir:
+        st.button("🎲 Open in the explorer", key="bd_open_job", on_click=_open_in_explorer, args=(result.output_dir,))
     cols = st.columns(4)
-    if result.get("loss_first") is not None:
+    if result.loss_first is not None and result.loss_last is not None:
         cols[0].metric(
             "Training loss",
-            f"{result['loss_last']:.3f}",
-            f"{result['loss_last'] - result['loss_first']:+.3f}",
+            f"{result.loss_last:.3f}",
+            f"{result.loss_last - result.loss_first:+.3f}",
             delta_color="inverse",
         )
-    if result.get("eval_loss_after") is not None:
+    if result.eval_loss_after is not None:
         cols[1].metric(
             "Held-out loss",
-            f"{result['eval_loss_after']:.3f}",
-            f"{result['eval_loss_after'] - result['eval_loss_before']:+.3f}",
+            f"{result.eval_loss_after:.3f}",
+            f"{result.eval_loss_after - result.eval_loss_before:+.3f}",
             delta_color="inverse",
         )
-    cols[2].metric("Time", _duration(result.get("seconds")))
-    if result.get("tokens_per_second"):
-        cols[3].metric("Throughput", f"{result['tokens_per_second']:,.0f} tokens/s")
-
-
-@st.fragment(run_every=1.0)
-def live_job_panel(job_dir: Path) -> None:
-    """Re-reads the job folder every second, rerunning only this panel; the whole page once it ends."""
-    job = read_job(job_dir)
-    _job_panel(job)
-    if job.finished:
-        st.rerun(scope="app")  # the saved-models list gains the new model, and polling stops
-
-
-def _attached_job() -> JobState | None:
-    """The job named in the URL, else the pretraining job running on this machine."""
-    name = st.query_params.get(RUN)
-    try:
-        if name:
-            return read_job(find_pretrain_job(name))
-        running = running_job(PRETRAIN)
-        if running is not None:
-            st.query_params[RUN] = running.name
-            return read_job(running)
-    except LabError as exc:
-        st.error(str(exc), icon="⚠️")
-    return None
+    cols[2].metric("Time", duration(result.seconds))
+    if result.tokens_per_second:
+        cols[3].metric("Throughput", f"{result.tokens_per_second:,.0f} tokens/s")
 
 
 def saved_models(models: list[TinyModelInfo]) -> None:
-    st.subheader("Saved tiny models")
-    if not models:
-        st.caption("None yet: train one above.")
-        return
     rows = [
         {
             "name": m.name,
@@ -378,14 +329,14 @@ def saved_models(models: list[TinyModelInfo]) -> None:
         }
         for m in models
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    chosen = st.selectbox("Model", [m.name for m in models], key=SAVED)
+    chosen = saved_list("Saved tiny models", "Model", rows, SAVED)
+    if chosen is None:
+        return
     model = next(m for m in models if m.name == chosen)
     cols = st.columns([1.4, 1, 3])
     cols[0].button("🎲 Open in the explorer", key="bd_open_saved", on_click=_open_in_explorer, args=(model.path,))
     cols[1].button("🗑 Delete", key="bd_delete", on_click=_delete, args=(chosen,))
-    with st.expander("Model card"):
-        st.markdown(model.card or "_No model card._")
+    model_card(model.card)
 
 
 def train_section() -> None:
@@ -398,7 +349,7 @@ def train_section() -> None:
         with st.expander(f"{corpus.characters:,} characters. Its beginning:"):
             st.text(corpus.text[:600])
         size_panel(corpus)
-        busy = running_job(None) is not None
+        busy = running_job() is not None
         st.button(
             "▶ Train",
             type="primary",
@@ -408,13 +359,10 @@ def train_section() -> None:
             disabled=busy,
             help="One training job at a time on this machine." if busy else "Starts the job as its own process.",
         )
-    if ERROR in st.session_state:
-        st.error(st.session_state.pop(ERROR), icon="⚠️")
-    job = _attached_job()
-    if job is not None and job.active:
-        live_job_panel(job.path)
-    elif job is not None:
-        _job_panel(job)
+    show_reported(ERROR)
+    job = attached_job(RUN, find_pretrain_job, PRETRAIN)
+    if job is not None:
+        follow_job(job, f"Training {job.name}", "model", _curve_and_samples, _finished)
 
 
 # --- What large means ------------------------------------------------------------------------------------------

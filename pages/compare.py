@@ -8,24 +8,23 @@ next-token distribution before and after an adapter, with a strength slider
 
 from __future__ import annotations
 
+from ui.router import require_router
+
+require_router()
+
 import json
 
 import pandas as pd
 import streamlit as st
 
-from core.compare import Comparison, contender_prompt, contenders, pick_shots, run_comparison, typed_examples
+from core.backends import LocalBackend
+from core.compare import Comparison, contenders, run_comparison
+from core.datasets import BUILTIN_DATASETS, Dataset, load_dataset, parse_upload, typed_items
 from core.distributions import SamplingSettings, next_token_distribution
 from core.errors import LabError
 from core.exports import safe_csv
-from core.finetune import (
-    BUILTIN_DATASETS,
-    Example,
-    FinetuneDataset,
-    list_adapters,
-    load_adapter,
-    load_dataset,
-    parse_upload,
-)
+from core.finetune import list_adapters, saved_adapter
+from core.prompts import Example, pick_shots, prompt_ids
 from core.shift import distribution_shift
 from ui.charts import PLOTLY_CONFIG
 from ui.compare_charts import accuracy_figure, shift_figure
@@ -34,12 +33,10 @@ from ui.session import (
     current_api_backend,
     current_base_model,
     presenting,
-    require_router,
     show_error,
     using_api,
 )
-
-require_router()
+from ui.widgets import choice
 
 DATASET, UPLOAD, SOURCE, COUNT, TYPED = "cmp_dataset", "cmp_upload", "cmp_source", "cmp_count", "cmp_typed"
 ADAPTERS, SHOTS, WITH_API, NORMALISED = "cmp_adapters", "cmp_shots", "cmp_api", "cmp_normalised"
@@ -50,6 +47,15 @@ UPLOADED, HELD_OUT, TYPED_SOURCE = "upload", "held_out", "typed"
 
 
 def _init() -> None:
+    """First visit: the dataset and adapter may come from the URL (the fine-tune page's Compare opens it so)."""
+    linked = st.query_params.get("adapter")
+    if linked:
+        st.session_state[ADAPTERS] = [linked]
+        st.session_state.pop(RESULT, None)  # a result for other columns would mislead
+        del st.query_params["adapter"]
+    if st.query_params.get("dataset") in BUILTIN_DATASETS:
+        st.session_state[DATASET] = st.query_params["dataset"]
+        del st.query_params["dataset"]
     st.session_state.setdefault(DATASET, "sentiment")
     st.session_state.setdefault(SOURCE, HELD_OUT)
     st.session_state.setdefault(SHOTS, 4)
@@ -60,7 +66,7 @@ def _init() -> None:
     st.session_state.setdefault(STRENGTH, 1.0)
 
 
-def _dataset() -> FinetuneDataset | None:
+def _dataset() -> Dataset | None:
     if st.session_state[DATASET] != UPLOADED:
         return load_dataset(st.session_state[DATASET])
     upload = st.session_state.get(UPLOAD)
@@ -70,7 +76,7 @@ def _dataset() -> FinetuneDataset | None:
     return parse_upload(upload.getvalue(), upload.name)
 
 
-def _default_adapters(dataset: FinetuneDataset, names: list[str]) -> list[str]:
+def _default_adapters(dataset: Dataset, names: list[str]) -> list[str]:
     """The sidebar's adapter, else the newest two trained on this dataset."""
     chosen = st.session_state.get(ADAPTER)
     if chosen in names:
@@ -78,14 +84,8 @@ def _default_adapters(dataset: FinetuneDataset, names: list[str]) -> list[str]:
     return [a.name for a in list_adapters() if a.training.get("dataset") == dataset.name][:2]
 
 
-def _prompt_choice(dataset: FinetuneDataset) -> list[Example]:
-    st.radio(
-        "Prompts",
-        [HELD_OUT, TYPED_SOURCE],
-        key=SOURCE,
-        horizontal=True,
-        format_func={HELD_OUT: "Held-out prompts from the dataset", TYPED_SOURCE: "Type your own"}.get,
-    )
+def _prompt_choice(dataset: Dataset) -> list[Example]:
+    choice("Prompts", {HELD_OUT: "Held-out prompts from the dataset", TYPED_SOURCE: "Type your own"}, SOURCE)
     if st.session_state[SOURCE] == TYPED_SOURCE:
         st.text_area(
             "One prompt per line; add `=> expected answer` to judge it",
@@ -93,7 +93,7 @@ def _prompt_choice(dataset: FinetuneDataset) -> list[Example]:
             height=120,
             placeholder="Review: The soup was cold and the waiter rude. => negative",
         )
-        return typed_examples(st.session_state.get(TYPED) or "")
+        return typed_items(st.session_state.get(TYPED) or "")
     total = len(dataset.eval)
     st.session_state.setdefault(COUNT, min(8, total))
     st.session_state[COUNT] = min(st.session_state[COUNT], total)
@@ -102,7 +102,7 @@ def _prompt_choice(dataset: FinetuneDataset) -> list[Example]:
     return list(dataset.eval[: st.session_state[COUNT]])
 
 
-def _setup() -> tuple[FinetuneDataset | None, list[Example], list[str]]:
+def _setup() -> tuple[Dataset | None, list[Example], list[str]]:
     left, right = st.columns(2, gap="large")
     with left:
         st.selectbox(
@@ -144,15 +144,15 @@ def _setup() -> tuple[FinetuneDataset | None, list[Example], list[str]]:
     return dataset, examples, st.session_state[ADAPTERS]
 
 
-def _run(dataset: FinetuneDataset | None, examples: list[Example], adapter_names: list[str]) -> None:
+def _run(dataset: Dataset | None, examples: list[Example], adapter_names: list[str]) -> None:
     base = current_base_model()
     if base is None:
         return
     try:
-        views = [load_adapter(base, a.path) for a in list_adapters() if a.name in adapter_names]
-        shots = pick_shots(dataset, st.session_state[SHOTS], st.session_state[SEED]) if dataset else ()
+        views = [(a.name, LocalBackend(base.with_adapter(a.ref()))) for a in list_adapters() if a.name in adapter_names]
+        shots = pick_shots(dataset.train, st.session_state[SHOTS], st.session_state[SEED]) if dataset else ()
         api = current_api_backend() if using_api() and st.session_state.get(WITH_API) else None
-        columns = contenders(base, views, shots, api)
+        columns = contenders(LocalBackend(base), views, shots, api)
         progress = st.progress(0.0, text="Asking every column…")
         done: list[int] = []
 
@@ -243,11 +243,11 @@ def _shift(examples: list[Example], adapter_names: list[str]) -> None:
     base = current_base_model()
     if base is None:
         return
-    adapters = {a.name: a.path for a in list_adapters() if a.name in adapter_names}
+    adapters = [a.name for a in list_adapters() if a.name in adapter_names]
     left, right = st.columns([3, 1])
     prompts = {e.prompt: e for e in examples}
     left.selectbox("Prompt", list(prompts), key=SHIFT_PROMPT, format_func=lambda p: p.replace("\n", " ")[:120])
-    right.selectbox("Adapter", list(adapters), key=SHIFT_ADAPTER)
+    right.selectbox("Adapter", adapters, key=SHIFT_ADAPTER)
     st.slider(
         "Adapter strength (LoRA scale)",
         0.0,
@@ -257,10 +257,11 @@ def _shift(examples: list[Example], adapter_names: list[str]) -> None:
         help="0 is the base model exactly; 1 is the adapter as trained. In between, the LoRA update is scaled.",
     )
     example = prompts.get(st.session_state.get(SHIFT_PROMPT)) or examples[0]
-    adapter = adapters.get(st.session_state.get(SHIFT_ADAPTER)) or next(iter(adapters.values()))
+    chosen = st.session_state.get(SHIFT_ADAPTER)
+    adapter = chosen if chosen in adapters else adapters[0]
     try:
-        ids = contender_prompt(base, example, ())
-        tuned = load_adapter(base, adapter, st.session_state[STRENGTH])
+        ids = prompt_ids(base.tokenizer, example)
+        tuned = base.with_adapter(saved_adapter(adapter, st.session_state[STRENGTH]))
         shift = distribution_shift(next_token_distribution(base, ids), next_token_distribution(tuned, ids))
     except LabError as exc:
         show_error(exc)

@@ -7,7 +7,10 @@ sit in a fragment: moving one reruns only the chart, from cached logits.
 
 from __future__ import annotations
 
-import pandas as pd
+from ui.router import require_router
+
+require_router()
+
 import streamlit as st
 
 from core.distributions import (
@@ -18,14 +21,13 @@ from core.distributions import (
     sample_token,
 )
 from core.errors import LabError
+from core.exports import safe_csv
 from core.generation import generate, replay, seeded_generator
 from core.tokens import PromptTokens, encode_prompt
 from ui import api_explorer
 from ui.charts import PLOTLY_CONFIG, distribution_figure
-from ui.render import path_html, token_chips
-from ui.session import current_api_backend, current_model, presenting, require_router, show_error, using_api
-
-require_router()
+from ui.render import path_html, plural, token_chips
+from ui.session import current_backend, presenting, show_error
 
 PROMPT, CHAT, PATH = "ex_prompt", "ex_chat", "ex_path"
 TEMPERATURE, TOP_K, TOP_P, MIN_P, SHOWN, SEED, N_TOKENS = (
@@ -163,8 +165,10 @@ right.toggle(
     help="Wrap the prompt in the model's chat template as a user message, the way a chat app does.",
 )
 
-if using_api():
-    backend = current_api_backend()
+backend = current_backend()
+if backend is None:
+    st.stop()
+if not backend.full_distribution:  # an API lists its top tokens only: a view of its own
     with st.expander("Sampling settings for ⏩ Generate", expanded=False):
         cols = st.columns(5)
         cols[0].slider("Temperature", 0.0, 2.0, step=0.05, key=TEMPERATURE)
@@ -172,41 +176,43 @@ if using_api():
         cols[2].slider("top-k (0 = off)", 0, 100, key=TOP_K)
         cols[3].number_input("Seed", 0, 10**6, key=SEED)
         cols[4].number_input("Tokens", 1, 200, key=N_TOKENS)
-    if backend is not None:
-        try:
-            api_settings = settings().validate(10**9)  # the server knows its own vocabulary size
-        except LabError as exc:
-            show_error(exc)
-        else:
-            api_explorer.render(
-                backend,
-                st.session_state[PROMPT],
-                st.session_state[CHAT],
-                api_settings,
-                st.session_state[N_TOKENS],
-                st.session_state[SEED],
-            )
+    try:
+        api_settings = settings().validate(10**9)  # the server knows its own vocabulary size
+    except LabError as exc:
+        show_error(exc)
+    else:
+        api_explorer.render(
+            backend,
+            st.session_state[PROMPT],
+            st.session_state[CHAT],
+            api_settings,
+            st.session_state[N_TOKENS],
+            st.session_state[SEED],
+        )
     _write_url()
     st.stop()
 
-lm = current_model()
-if lm is None:
-    st.stop()
+lm = backend.lm
 st.caption(f"Model: **{lm.display_name}**")
 
 try:
     prompt: PromptTokens = encode_prompt(lm, st.session_state[PROMPT], chat=st.session_state[CHAT])
     current_settings = settings().validate(lm.vocab_size)
     path: list[int] = st.session_state[PATH]
-    steps = replay(lm, prompt.ids, path)
-    ids = prompt.ids + path
-    dist = next_token_distribution(lm, ids)
 except LabError as exc:
     show_error(exc)
     _write_url()
     st.stop()
+try:
+    steps = replay(lm, prompt.ids, path)
+except LabError as exc:  # a shared link's steered tokens that this model cannot read: start from the prompt
+    show_error(exc)
+    st.session_state[PATH] = path = []
+    steps = ()
+ids = prompt.ids + path
+dist = next_token_distribution(lm, ids)
 
-with st.expander(f"What the model reads: {len(prompt.tokens)} tokens", expanded=not presenting()):
+with st.expander(f"What the model reads: {plural(len(prompt.tokens), 'token')}", expanded=not presenting()):
     if prompt.chat:
         st.caption("The chat template wraps your message; special tokens are outlined.")
     st.markdown(token_chips(prompt.tokens), unsafe_allow_html=True)
@@ -313,22 +319,18 @@ def distribution_panel() -> None:
         ):
             st.rerun(scope="app")  # the text above the fragment shows the new token too
         if not presenting():
-            table = pd.DataFrame(
-                [
-                    {
-                        "rank": n + 1,
-                        "token": t.token,
-                        "id": t.id,
-                        "prob": t.original_prob,
-                        "prob_after_settings": t.prob,
-                        "kept": t.kept,
-                    }
-                    for n, t in enumerate(top)
-                ]
-            )
-            st.download_button(
-                "⬇ Numbers as CSV", table.to_csv(index=False), "next-token.csv", "text/csv", key="ex_csv"
-            )
+            rows = [
+                {
+                    "rank": n + 1,
+                    "token": t.token,
+                    "id": t.id,
+                    "prob": t.original_prob,
+                    "prob_after_settings": t.prob,
+                    "kept": t.kept,
+                }
+                for n, t in enumerate(top)
+            ]
+            st.download_button("⬇ Numbers as CSV", safe_csv(rows), "next-token.csv", "text/csv", key="ex_csv")
     _write_url()
 
 

@@ -1,54 +1,51 @@
 """Fine-tune: pick a dataset, press Train, watch the loss fall, keep the adapter.
 
 The job runs as its own process (``core.finetune.start_job``) and writes its
-state to a folder; this page only reads that folder, polling it in a fragment.
-The job's name is in the URL, so a refresh or a second tab re-attaches.
+state to a folder; this page only reads that folder (``ui.jobs``). The job's
+name is in the URL, so a refresh or a second tab re-attaches. The duration
+estimate is a short job of its own, too: training steps never run in the server.
 """
 
 from __future__ import annotations
+
+from ui.router import require_router
+
+require_router()
 
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from core.datasets import BUILTIN_DATASETS, Dataset, load_dataset, parse_upload
 from core.errors import LabError
 from core.finetune import (
-    BUILTIN_DATASETS,
+    FINETUNE,
+    DurationEstimate,
     FinetuneConfig,
-    FinetuneDataset,
-    JobState,
     delete_adapter,
-    find_job,
+    find_finetune_job,
     list_adapters,
-    load_dataset,
-    parse_upload,
-    read_job,
     rename_adapter,
-    request_stop,
-    running_job,
+    start_estimate,
     start_job,
     zip_adapter,
 )
+from core.jobs.folder import JobState, read_job
+from core.jobs.lock import running_job
+from core.jobs.training import TrainingResult
 from ui.charts import PLOTLY_CONFIG, loss_figure
-from ui.session import ADAPTER, MODEL_NAME, presenting, require_router, show_error
-
-require_router()
+from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
+from ui.session import MODEL_NAME, choose_adapter, presenting, show_error
 
 SOURCE, UPLOAD, JOB, ERROR, NEW_NAME = "ft_source", "ft_upload", "job", "ft_error", "ft_new_name"
-ESTIMATE_REQUESTED, GO_EXPLORE, GO_COMPARE = "ft_estimate_requested", "ft_go_explore", "ft_go_compare"
+ESTIMATE_JOB, GO_EXPLORE, GO_COMPARE = "ft_estimate_job", "ft_go_explore", "ft_go_compare"
 UPLOADED = "upload"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+report = report_later(ERROR)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def _dataset() -> FinetuneDataset | None:
+def _dataset() -> Dataset | None:
     source = st.session_state[SOURCE]
     try:
         if source != UPLOADED:
@@ -63,7 +60,7 @@ def _dataset() -> FinetuneDataset | None:
         return None
 
 
-def _config(dataset: FinetuneDataset) -> FinetuneConfig:
+def _config(dataset: Dataset) -> FinetuneConfig:
     """The hyperparameter widgets, each with a line of help; returns the config they describe."""
     cols = st.columns(4)
     steps = cols[0].number_input("Steps", 1, 2000, 40, help="Optimizer steps. 40 take about a minute on 2 cores.")
@@ -99,15 +96,18 @@ def _config(dataset: FinetuneDataset) -> FinetuneConfig:
     )
 
 
-def _report(exc: LabError) -> None:
-    st.session_state[ERROR] = str(exc)  # callbacks run before the page: show it when the page draws
-
-
-def _start(config: FinetuneConfig, dataset: FinetuneDataset) -> None:
+def _start(config: FinetuneConfig, dataset: Dataset) -> None:
     try:
         st.query_params[JOB] = start_job(config, dataset).name
     except LabError as exc:
-        _report(exc)
+        report(exc)
+
+
+def _estimate(config: FinetuneConfig, dataset: Dataset) -> None:
+    try:
+        st.session_state[ESTIMATE_JOB] = start_estimate(config, dataset)
+    except LabError as exc:
+        report(exc)
 
 
 def _rename(name: str) -> None:
@@ -115,101 +115,88 @@ def _rename(name: str) -> None:
         rename_adapter(name, st.session_state[NEW_NAME])
         st.session_state[NEW_NAME] = ""
     except LabError as exc:
-        _report(exc)
+        report(exc)
 
 
 def _use_in_explorer(name: str) -> None:
-    st.session_state[ADAPTER] = name
+    choose_adapter(name)
     st.session_state[GO_EXPLORE] = True  # a flag: st.switch_page cannot run inside a callback
 
 
 def _compare(name: str) -> None:
-    """Open the compare page with this adapter against the base, on the dataset it learned from."""
-    dataset = next((a.training.get("dataset") for a in list_adapters() if a.name == name), None)
-    st.session_state.update({"cmp_adapters": [name], GO_COMPARE: True})
-    if dataset in BUILTIN_DATASETS:
-        st.session_state["cmp_dataset"] = dataset
-    st.session_state.pop("cmp_result", None)  # a result for other columns would mislead
+    st.session_state[GO_COMPARE] = name
 
 
 def _delete(name: str) -> None:
     try:
         delete_adapter(name)
     except LabError as exc:
-        _report(exc)
+        report(exc)
 
 
-def _attached_job() -> JobState | None:
-    """The job named in the URL, else the one running on this machine (another tab may have started it)."""
-    name = st.query_params.get(JOB)
-    try:
-        if name:
-            return read_job(find_job(name))
-        running = running_job()
-        if running is not None:
-            st.query_params[JOB] = running.name
-            return read_job(running)
-    except LabError as exc:
-        show_error(exc)
-    return None
+def _open_compare(name: str) -> None:
+    """The compare page with this adapter against the base, on the dataset it learned from (in its URL)."""
+    dataset = next((a.training.get("dataset") for a in list_adapters() if a.name == name), None)
+    params = {"adapter": name, **({"dataset": dataset} if dataset in BUILTIN_DATASETS else {})}
+    st.switch_page("pages/compare.py", query_params=params)
 
 
-def _job_panel(job: JobState) -> None:
-    st.subheader(f"Job {job.name}")
-    label = {"queued": "starting…", "running": job.phase or "training"}.get(job.status, job.status)
-    steps = f"step {job.step} of {job.max_steps}" if job.max_steps else f"step {job.step}"
-    st.progress(job.progress, text=f"{label} · {steps} · elapsed {_duration(job.elapsed)} · left {_duration(job.eta)}")
-    if job.metrics:
-        st.plotly_chart(loss_figure(job.metrics, job.max_steps, presenting()), config=PLOTLY_CONFIG, width="stretch")
-        throughput = [m["tokens_per_second"] for m in job.metrics if m.get("tokens_per_second")]
-        if throughput:
-            st.caption(f"Throughput: {throughput[-1]:,.0f} training tokens per second.")
-    if job.active:
-        st.button(
-            "⏹ Cancel",
-            on_click=request_stop,
-            args=(job.path,),
-            disabled=job.path.joinpath("STOP").exists(),
-            help="Stops after the current step and keeps what was learned, marked partial.",
-        )
+def _curve(job: JobState) -> None:
+    if not job.metrics:
         return
-    if job.status == "failed":
-        st.error(f"The job failed: {job.error}", icon="⚠️")
-    elif job.status == "cancelled" or job.partial:
-        st.warning("The job was stopped early: its adapter holds what it learned so far (marked partial).")
-    else:
-        st.success("Done. The adapter is saved and listed below.", icon="✅")
-    if job.adapter_dir is not None:
+    st.plotly_chart(loss_figure(job.metrics, job.max_steps, presenting()), config=PLOTLY_CONFIG, width="stretch")
+    throughput = [m["tokens_per_second"] for m in job.metrics if m.get("tokens_per_second")]
+    if throughput:
+        st.caption(f"Throughput: {throughput[-1]:,.0f} training tokens per second.")
+
+
+def _finished(job: JobState) -> None:
+    result = job.result_as(TrainingResult)
+    if result is None:
+        return
+    if result.output_dir:
         left, right = st.columns(2)
         left.button("🎲 Try it in the explorer", key="ft_try", on_click=_use_in_explorer, args=(job.name,))
         right.button("⚖️ Compare with the base model", key="ft_compare", on_click=_compare, args=(job.name,))
-    if job.result:
-        result = job.result
-        cols = st.columns(3)
-        before, after = result.get("eval_loss_before"), result.get("eval_loss_after")
-        if before is not None and after is not None:
-            cols[0].metric(
-                "Eval loss", f"{after:.3f}", f"{after - before:+.3f} from {before:.3f}", delta_color="inverse"
-            )
-        cols[1].metric("Steps", result.get("steps"))
-        cols[2].metric("Time", _duration(result.get("seconds")))
+    cols = st.columns(3)
+    if result.eval_loss_after is not None:
+        change = result.eval_loss_after - result.eval_loss_before
+        cols[0].metric(
+            "Eval loss",
+            f"{result.eval_loss_after:.3f}",
+            f"{change:+.3f} from {result.eval_loss_before:.3f}",
+            delta_color="inverse",
+        )
+    cols[1].metric("Steps", result.steps)
+    cols[2].metric("Time", duration(result.seconds))
 
 
 @st.fragment(run_every=1.0)
-def live_job_panel(job_dir: Path) -> None:
-    """Re-reads the job folder every second, rerunning only this panel; the whole page once it ends."""
-    job = read_job(job_dir)
-    _job_panel(job)
+def _estimate_running(job_dir: Path) -> None:
+    """Polls the estimate job (a few seconds); the page reruns once it has its answer."""
+    job = read_job(job_dir, with_metrics=False)
     if job.finished:
-        st.rerun(scope="app")  # the adapters list below gains the new adapter, and polling stops
+        st.rerun(scope="app")
+    st.info(f"Timing two training steps in a process of their own… {duration(job.elapsed)}", icon="⏱")
+
+
+def _estimate_panel(job_dir: Path) -> None:
+    job = read_job(job_dir, with_metrics=False)
+    if job.active:
+        _estimate_running(job_dir)
+        return
+    estimate = job.result_as(DurationEstimate)
+    if estimate is None:
+        st.error(f"The estimate failed: {job.error}", icon="⚠️")
+        return
+    st.info(
+        f"About {duration(estimate.total_seconds)}: {estimate.steps} steps × "
+        f"{estimate.seconds_per_step:.2f} s, plus evaluation and loading."
+    )
 
 
 def _adapters() -> None:
     adapters = list_adapters()
-    st.subheader("Saved adapters")
-    if not adapters:
-        st.caption("None yet: train one above.")
-        return
     rows = [
         {
             "name": a.name,
@@ -220,11 +207,10 @@ def _adapters() -> None:
         }
         for a in adapters
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    chosen = st.selectbox("Adapter", [a.name for a in adapters], key="ft_adapter")
-    adapter = next(a for a in adapters if a.name == chosen)
-    with st.expander("Model card"):
-        st.markdown(adapter.card or "_No model card._")
+    chosen = saved_list("Saved adapters", "Adapter", rows, "ft_adapter")
+    if chosen is None:
+        return
+    model_card(next(a for a in adapters if a.name == chosen).card)
     cols = st.columns([1.3, 1.3, 2, 1, 1, 1])
     cols[0].button("🎲 Use in the explorer", on_click=_use_in_explorer, args=(chosen,), width="stretch")
     cols[1].button("⚖️ Compare", on_click=_compare, args=(chosen,), width="stretch")
@@ -236,8 +222,8 @@ def _adapters() -> None:
 
 if st.session_state.pop(GO_EXPLORE, False):
     st.switch_page("pages/explorer.py")
-if st.session_state.pop(GO_COMPARE, False):
-    st.switch_page("pages/compare.py")
+if GO_COMPARE in st.session_state:
+    _open_compare(st.session_state.pop(GO_COMPARE))
 st.title("🛠️ Fine-tune")
 st.caption(
     "Take the pre-trained model and adjust it with examples of a task. LoRA trains a few small matrices "
@@ -263,7 +249,7 @@ if dataset is not None:
     with st.expander("Hyperparameters", expanded=not presenting()):
         config = _config(dataset)
     cols = st.columns([1, 1, 3])
-    busy = running_job(None) is not None  # a pretraining job holds the same lock
+    busy = running_job() is not None  # any job, of any kind, holds the one lock
     cols[0].button(
         "▶ Train",
         type="primary",
@@ -275,29 +261,18 @@ if dataset is not None:
     )
     cols[1].button(
         "⏱ Estimate duration",
-        on_click=st.session_state.__setitem__,
-        args=(ESTIMATE_REQUESTED, True),
+        on_click=_estimate,
+        args=(config, dataset),
+        disabled=busy,
         width="stretch",
-        help="Times two real training steps (a few seconds).",
+        help="Times two real training steps in a process of their own (a few seconds).",
     )
-    if st.session_state.pop(ESTIMATE_REQUESTED, False):
-        from core.finetune.train import estimate_duration
+    with cols[2]:
+        if ESTIMATE_JOB in st.session_state:
+            _estimate_panel(st.session_state[ESTIMATE_JOB])
 
-        try:
-            with st.spinner("Timing two training steps…"):
-                estimate = estimate_duration(config, dataset)
-            cols[2].info(
-                f"About {_duration(estimate.total_seconds)}: {estimate.steps} steps × "
-                f"{estimate.seconds_per_step:.2f} s, plus evaluation and loading."
-            )
-        except LabError as exc:
-            show_error(exc)
-
-if ERROR in st.session_state:
-    st.error(st.session_state.pop(ERROR), icon="⚠️")
-job = _attached_job()
-if job is not None and job.active:
-    live_job_panel(job.path)
-elif job is not None:
-    _job_panel(job)
+show_reported(ERROR)
+job = attached_job(JOB, find_finetune_job, FINETUNE)
+if job is not None:
+    follow_job(job, f"Job {job.name}", "adapter", _curve, _finished)
 _adapters()

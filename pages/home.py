@@ -1,10 +1,10 @@
 """The front door: what LLM Lab is and what each page teaches."""
 
-import streamlit as st
-
-from ui.session import require_router
+from ui.router import require_router
 
 require_router()
+
+import streamlit as st
 
 # (page, icon, title, what it teaches, link label)
 CARDS = [

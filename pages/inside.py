@@ -7,27 +7,28 @@ controls sit in a fragment and redraw from cached results.
 
 from __future__ import annotations
 
-import pandas as pd
+from ui.router import require_router
+
+require_router()
+
 import streamlit as st
 
 from core.errors import LabError
-from core.finetune import list_adapters, load_adapter
+from core.exports import safe_csv
+from core.finetune import saved_adapter
 from core.lens import ModelInternals, compare_models, model_internals, single_token_id
 from core.tokens import display_token, encode_prompt
 from ui.charts import PLOTLY_CONFIG
 from ui.inside_charts import attention_figure, head_gallery_figure, lens_figure, tracked_figure, variation_figure
 from ui.session import (
     ADAPTER,
-    NO_ADAPTER,
-    adapter_path,
+    adapter_choice,
     current_base_model,
     presenting,
-    require_router,
     show_error,
     using_api,
 )
-
-require_router()
+from ui.widgets import choice
 
 PROMPT, CHAT, EXAMPLE = "in_prompt", "in_chat", "in_example"
 COMPARE, SIDEBAR_SEEN = "in_adapter", "in_sidebar_adapter_seen"
@@ -102,23 +103,19 @@ prompt_col, chat_col = st.columns([5, 1])
 prompt_col.text_area("Prompt", key=PROMPT, height=80)
 chat_col.toggle("Chat", key=CHAT, help="Wrap the prompt in the model's chat template, as the user's message.")
 
-adapters = [a.name for a in list_adapters()]
 if st.session_state.get(SIDEBAR_SEEN) != st.session_state[ADAPTER]:  # follow a new choice in the sidebar
     st.session_state[SIDEBAR_SEEN] = st.session_state[COMPARE] = st.session_state[ADAPTER]
-if st.session_state.get(COMPARE) not in (NO_ADAPTER, *adapters):
-    st.session_state[COMPARE] = NO_ADAPTER
-st.selectbox(
+adapter_choice(
     "Compare with a fine-tuned adapter",
-    [NO_ADAPTER, *adapters],
-    key=COMPARE,
-    format_func=lambda a: a or "none: the base model only",
-    help="A LoRA adapter trained on the Fine-tune page: see the same views with it switched on, and the difference.",
+    COMPARE,
+    "none: the base model only",
+    "A LoRA adapter trained on the Fine-tune page: see the same views with it switched on, and the difference.",
 )
 
 try:
     prompt = encode_prompt(base, st.session_state[PROMPT], chat=st.session_state[CHAT])
     with st.spinner("Reading every layer…"):
-        tuned = load_adapter(base, adapter_path(st.session_state[COMPARE])) if st.session_state[COMPARE] else None
+        tuned = base.with_adapter(saved_adapter(st.session_state[COMPARE])) if st.session_state[COMPARE] else None
         comparison = compare_models(base, tuned, prompt.ids) if tuned else None
         if comparison:
             sides = {BASE: comparison.base, TUNED: comparison.tuned}
@@ -192,7 +189,7 @@ def _lens_csv(lens_sides: dict[str, ModelInternals]) -> str:
                             "prob": t.prob,
                         }
                     )
-    return pd.DataFrame(rows).to_csv(index=False)
+    return safe_csv(rows)
 
 
 def _lens_view(show: str) -> None:
@@ -277,22 +274,10 @@ def _attention_view(show: str) -> None:
 @st.fragment
 def views() -> None:
     view_col, show_col = st.columns(2)
-    view_col.radio(
-        "View",
-        [LENS, ATTENTION],
-        key=VIEW,
-        horizontal=True,
-        format_func={LENS: "Logit lens", ATTENTION: "Attention"}.get,
-    )
+    choice("View", {LENS: "Logit lens", ATTENTION: "Attention"}, VIEW, view_col)
     show = BASE
     if TUNED in sides:
-        show_col.radio(
-            "Model",
-            [BASE, TUNED, DIFFERENCE],
-            key=SHOW,
-            horizontal=True,
-            format_func={BASE: "base", TUNED: "fine-tuned", DIFFERENCE: "difference"}.get,
-        )
+        choice("Model", {BASE: "base", TUNED: "fine-tuned", DIFFERENCE: "difference"}, SHOW, show_col)
         show = st.session_state[SHOW]
     if st.session_state[VIEW] == LENS:
         _lens_view(show)

@@ -6,17 +6,21 @@ real token among the model's guesses, or its probability.
 
 from __future__ import annotations
 
+from ui.router import require_router
+
+require_router()
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from core.distributions import score_text
 from core.errors import LabError
+from core.exports import safe_csv
 from ui.charts import PLOTLY_CONFIG
 from ui.render import RANK_BUCKETS, legend_html, rank_bucket, score_html
-from ui.session import current_model, presenting, require_router, show_error, using_api
-
-require_router()
+from ui.session import current_backend, presenting, show_error
+from ui.widgets import choice
 
 TEXT, MODE, SAMPLE = "sc_text", "sc_mode", "sc_sample"
 SAMPLES = {
@@ -36,7 +40,10 @@ st.caption(
     "For each token, the model saw only the text before it. Green tokens were its first guess; purple ones "
     "were far down its list. Hover a token to see what the model expected instead."
 )
-if using_api():
+backend = current_backend()
+if backend is None:
+    st.stop()
+if not backend.can_score_prompt:
     st.info(
         "Scoring a text needs the probability of every token in it, and an OpenAI-compatible API gives "
         "log-probabilities only for the tokens it generates, not for a text you send. "
@@ -44,9 +51,7 @@ if using_api():
         icon="🔌",
     )
     st.stop()
-lm = current_model()
-if lm is None:
-    st.stop()
+lm = backend.lm
 st.caption(f"Model: **{lm.display_name}**")
 
 
@@ -64,13 +69,7 @@ if not presenting():
         placeholder="Choose a sample text…",
     )
 st.text_area("Text", key=TEXT, height=120)
-st.radio(
-    "Colour by",
-    ["rank", "probability"],
-    key=MODE,
-    horizontal=True,
-    format_func={"rank": "rank of the real token (top-1 / 10 / 100 / beyond)", "probability": "probability"}.get,
-)
+choice("Colour by", {"rank": "rank of the real token (top-1 / 10 / 100 / beyond)", "probability": "probability"}, MODE)
 
 try:
     score = score_text(lm, st.session_state[TEXT], alternatives=8)
@@ -107,10 +106,8 @@ fig.update_layout(showlegend=False, height=300, margin={"l": 10, "r": 10, "t": 4
 st.plotly_chart(fig, config=PLOTLY_CONFIG, width="stretch")
 
 if not presenting():
-    table = pd.DataFrame(
-        [
-            {"position": n, "token": t.token, "id": t.id, "prob": t.prob, "logprob": t.logprob, "rank": t.rank}
-            for n, t in enumerate(score.tokens)
-        ]
-    )
-    st.download_button("⬇ Scores as CSV", table.to_csv(index=False), "token-scores.csv", "text/csv")
+    rows = [
+        {"position": n, "token": t.token, "id": t.id, "prob": t.prob, "logprob": t.logprob, "rank": t.rank}
+        for n, t in enumerate(score.tokens)
+    ]
+    st.download_button("⬇ Scores as CSV", safe_csv(rows), "token-scores.csv", "text/csv")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from core.finetune import FinetuneConfig, jobs_root, load_dataset
+from core.datasets import load_dataset
+from core.finetune import FinetuneConfig, jobs_root
 from core.finetune.adapters import save_adapter
-from core.finetune.jobfolder import JobFolder, create_job
+from core.finetune.jobs import ADAPTER_SUBDIR, create_job
+from core.jobs.folder import JobFolder
 from core.models import LoadedModel, _load_uncached
 
 
@@ -45,5 +47,5 @@ def saved_adapter_job(lm: LoadedModel, name: str, random_weights: bool = False, 
         "date": "2025-01-01 00:00 UTC",
         "seconds": 1.0,
     }
-    save_adapter(model, folder.adapter_dir, info)
+    save_adapter(model, folder.path / ADAPTER_SUBDIR, info)
     return folder

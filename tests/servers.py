@@ -21,10 +21,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(command: list[str], ready_url: str, log_path: Path, timeout: float, **popen) -> Iterator[None]:
+def serving(
+    command: list[str], ready_url: str, log_path: Path, timeout: float, **popen
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the block ends, once ``ready_url`` answers 200; its output goes to ``log_path``.
 
-    Fails the test with the end of the log if the server exits or does not answer in time.
+    Yields the server's process (its pid is the server's own: no need to search the process tree, where
+    other tests' exited children may linger as zombies). Fails the test with the end of the log if the
+    server exits or does not answer in time; the process is always stopped and reaped.
     """
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
@@ -42,7 +46,7 @@ def serving(command: list[str], ready_url: str, log_path: Path, timeout: float, 
             if time.monotonic() > deadline:
                 pytest.fail(f"{command[2]} did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield
+        yield server
     finally:
         server.terminate()
         try:

@@ -186,3 +186,19 @@ def test_a_second_session_reuses_cached_distributions(lm):
     open_page("pages/explorer.py")
     assert DISTRIBUTION_CACHE.hits > hits
     assert lm.forward_calls == calls
+
+
+def test_a_one_token_prompt_is_counted_in_the_singular():
+    at = open_page("pages/explorer.py", {"prompt": "Hello"})
+    assert "What the model reads: 1 token" in [e.label for e in at.expander]
+    at.text_area(key="ex_prompt").set_value("Hello there, friend").run()
+    assert "What the model reads: 4 tokens" in [e.label for e in at.expander]
+
+
+@pytest.mark.parametrize("path", ["99999999", "-1"])
+def test_a_link_with_steered_ids_outside_the_vocabulary_explains_and_recovers(path):
+    at = open_page("pages/explorer.py", {"prompt": "Hello", "path": path})
+    assert not at.exception
+    assert any("not a token of" in e.value for e in at.error)
+    assert at.session_state["ex_path"] == [], "the explorer starts again from the prompt"
+    assert chart_spec(at)["data"], "and shows the prompt's distribution"

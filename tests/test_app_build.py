@@ -5,14 +5,13 @@ import time
 
 import pytest
 
-from core.finetune import read_job
-from core.finetune.jobfolder import PRETRAIN
-from core.finetune.launcher import claim_lock
-from core.finetune.processes import ProcessId
+from core.jobs.folder import read_job
+from core.jobs.lock import claim_lock
+from core.jobs.processes import ProcessId
 from core.pretrain import PretrainConfig, TinyModelSize, parameter_count
 from core.pretrain.corpus import Corpus, python_docs_text
 from core.pretrain.jobs import SAMPLES_FILE, create_pretrain_job
-from core.pretrain.library import jobs_root, models_root
+from core.pretrain.library import PRETRAIN, jobs_root, models_root
 from core.pretrain.sizes import short_count
 from core.pretrain.tokenizer import vocabulary_size
 from tests.test_app import open_page

@@ -2,12 +2,17 @@
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
-from core.finetune import FinetuneConfig, jobs_root, load_dataset, read_job
-from core.finetune.jobfolder import create_job
-from core.finetune.processes import ProcessId
+from core.datasets import load_dataset
+from core.finetune import FINETUNE, FinetuneConfig, jobs_root
+from core.finetune.jobs import create_job
+from core.jobs.folder import JobFolder, read_job
+from core.jobs.lock import claim_lock
+from core.jobs.processes import ProcessId
+from core.jobs.training import TrainingResult
 from tests.adapters import saved_adapter_job
 from tests.test_app import open_page
 
@@ -45,10 +50,8 @@ def test_a_running_job_is_shown_from_its_folder_and_reattached_from_the_url():
 
 
 def test_without_a_url_the_page_finds_the_running_job():
-    from core.finetune.launcher import claim_lock
-
     folder = running_job_folder("found-by-lock")
-    claim_lock(folder.path, ProcessId.current())
+    claim_lock(folder.path, ProcessId.current(), FINETUNE)
     at = open_page("pages/finetune.py")
     assert at.query_params["job"] in ("found-by-lock", ["found-by-lock"])
     assert "step 3 of 40" in at.get("progress")[0].proto.text
@@ -60,8 +63,8 @@ def test_without_a_url_the_page_finds_the_running_job():
     [(b"", "empty"), (b"question,answer\nhi,there\n", "prompt"), (b"\xff\xfe\x00\x01bad", "UTF-8")],
 )
 def test_a_bad_upload_shows_its_message_and_starts_nothing(content, message):
+    from core.datasets import parse_upload
     from core.errors import InvalidInput
-    from core.finetune.datasets import parse_upload
 
     with pytest.raises(InvalidInput, match=message) as expected:
         parse_upload(content, "rows.csv")
@@ -89,7 +92,9 @@ def test_train_starts_a_real_job_process_that_finishes():
         time.sleep(2)
     state = read_job(job_dir)
     assert state.status == "done", state.error
-    assert state.adapter_dir is not None and (state.adapter_dir / "adapter_model.safetensors").is_file()
+    result = state.result_as(TrainingResult)
+    assert result is not None and result.output_dir is not None
+    assert (Path(result.output_dir) / "adapter_model.safetensors").is_file()
     at.run()
     assert any("Done" in s.value for s in at.success)
     assert any(name in str(df.value) for df in at.dataframe)
@@ -119,3 +124,21 @@ def test_compare_opens_the_compare_page_with_the_adapter_chosen(lm):
     assert not at.exception
     assert at.multiselect(key="cmp_adapters").value == ["to-compare"]
     assert at.selectbox(key="cmp_dataset").value == "sentiment"
+
+
+@pytest.mark.slow
+def test_the_estimate_runs_as_a_short_job_of_its_own_not_in_the_server():
+    from core.finetune.jobs import estimates_root
+
+    at = open_page("pages/finetune.py")
+    next(b for b in at.button if b.label == "⏱ Estimate duration").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [job_dir] = list(estimates_root().iterdir())
+    process = JobFolder(job_dir).process()
+    assert process is not None and process.pid != ProcessId.current().pid, "timed in a process of its own"
+    deadline = time.monotonic() + 600
+    while read_job(job_dir).active and time.monotonic() < deadline:
+        time.sleep(1)
+    assert read_job(job_dir).status == "done", read_job(job_dir).error
+    at.run()
+    assert any(i.value.startswith("About ") and "steps ×" in i.value for i in at.info)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core.finetune import load_adapter
+from core.finetune.adapters import resolve_adapter
 from core.lens import compare_models, model_internals
 from core.tokens import encode_prompt
 from tests.adapters import saved_adapter_job
@@ -115,7 +115,7 @@ def test_an_adapter_shows_the_tuned_model_and_the_difference(lm, tmp_path, monke
     monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path))
     job = saved_adapter_job(lm, "inside-lora", random_weights=True)
     ids = encode_prompt(lm, FRANCE).ids
-    comparison = compare_models(lm, load_adapter(lm, job.adapter_dir), ids)
+    comparison = compare_models(lm, lm.with_adapter(resolve_adapter(job.path)), ids)
 
     at = open_page("pages/inside.py")
     at.selectbox(key="in_adapter").set_value("inside-lora").run()

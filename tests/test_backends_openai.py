@@ -185,10 +185,10 @@ def test_llama_cpp_answers_any_model_name_so_404_is_tested_elsewhere(llama_serve
 
 def test_an_api_model_joins_a_comparison_as_a_zero_shot_column(api, lm):
     from core.compare import contenders, run_comparison
-    from core.finetune import load_dataset
+    from core.datasets import load_dataset
 
     dataset = load_dataset("sentiment")
-    result = run_comparison(contenders(lm, api=api), dataset.eval[:2], dataset, max_new_tokens=6)
+    result = run_comparison(contenders(LocalBackend(lm), api=api), dataset.eval[:2], dataset, max_new_tokens=6)
     api_column = f"api:{api.label}"
     assert [name for name, _ in result.columns] == ["zero_shot", api_column]
     for row in result.rows:

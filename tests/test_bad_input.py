@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 
 from core.backends import OpenAIBackend
-from core.compare import pick_shots
+from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
 from core.distributions import SamplingSettings
 from core.errors import LabError
 from core.exports import safe_csv
-from core.finetune import load_adapter, load_dataset, parse_upload, rename_adapter
+from core.finetune import rename_adapter, saved_adapter
 from core.finetune.adapters import delete_adapter
-from core.finetune.datasets import MAX_UPLOAD_BYTES
-from core.finetune.paths import check_name
 from core.generation import generate
+from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
+from core.prompts import pick_shots
 from core.tokens import MAX_PROMPT_CHARS, decode_bytes, encode_prompt
 from tests.adapters import saved_adapter_job
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
@@ -94,9 +94,9 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "min-p-negative": (settings(lm, min_p=-0.01), "min-p must be between 0 and 1"),
         "max-new-tokens-zero": (lambda: list(generate(lm, [1, 2], 0)), "between 1 and 2048"),
         "max-new-tokens-huge": (lambda: list(generate(lm, [1, 2], 10**6)), "between 1 and 2048"),
-        "few-shot-too-many": (lambda: pick_shots(load_dataset("sentiment"), 99, 0), "between 0 and 16"),
+        "few-shot-too-many": (lambda: pick_shots(load_dataset("sentiment").train, 99, 0), "between 0 and 16"),
         "adapter-strength-above-one": (
-            lambda: load_adapter(lm, Path.cwd() / "no-adapter", 1.5),
+            lambda: lm.with_adapter(saved_adapter(KEEP, 1.5)),
             "strength must be between 0 and 1",
         ),
         # model ids

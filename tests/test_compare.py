@@ -11,25 +11,19 @@ import threading
 import pytest
 import torch
 
+from core.adapter_host import AdapterRef
+from core.backends import LocalBackend
 from core.cli import main
-from core.compare import (
-    FEW_SHOT,
-    ZERO_SHOT,
-    contender_prompt,
-    contenders,
-    few_shot_example,
-    normalise,
-    pick_shots,
-    run_comparison,
-    target_logprob,
-    typed_examples,
-)
+from core.compare import FEW_SHOT, ZERO_SHOT, contenders, run_comparison
+from core.datasets import load_dataset, typed_items
 from core.distributions import SamplingSettings, next_token_distribution
 from core.errors import InvalidInput, ModelLoadError
 from core.exports import safe_csv
-from core.finetune import load_adapter, load_dataset
 from core.finetune.adapters import resolve_adapter
+from core.finetune.jobs import ADAPTER_SUBDIR
 from core.generation import generate
+from core.models import LoadedModel
+from core.prompts import Example, completion_ids, normalise, pick_shots, prompt_ids, with_shots
 from core.shift import distribution_shift
 from tests.adapters import saved_adapter_job
 
@@ -41,7 +35,10 @@ def adapters(lm, tmp_path_factory):
     """Two different random adapters for the embedded model, saved as jobs."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLM_LAB_DATA", str(tmp_path_factory.mktemp("compare-data")))
-        yield [saved_adapter_job(lm, f"random-{seed}", random_weights=True, seed=seed).adapter_dir for seed in (1, 2)]
+        yield [
+            saved_adapter_job(lm, f"random-{seed}", random_weights=True, seed=seed).path / ADAPTER_SUBDIR
+            for seed in (1, 2)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +50,20 @@ def logits(model, ids):
     return model.forward(ids)[0]
 
 
+def with_adapter(lm: LoadedModel, folder, scale: float = 1.0) -> LoadedModel:
+    """A view of ``lm`` with the adapter in ``folder`` (an adapter or job folder, or a saved name) on at ``scale``."""
+    return lm.with_adapter(resolve_adapter(folder).scaled(scale))
+
+
+def adapter_column(lm: LoadedModel, folder) -> tuple[str, LocalBackend]:
+    """(label, backend) for a comparison column of ``lm`` with the adapter in ``folder`` on."""
+    ref = resolve_adapter(folder)
+    return ref.label, LocalBackend(lm.with_adapter(ref))
+
+
 def test_adapters_are_views_of_the_one_base_model(lm, adapters, ids):
     before = logits(lm, ids)
-    first, second = (load_adapter(lm, a) for a in adapters)
+    first, second = (with_adapter(lm, a) for a in adapters)
     assert first.model is lm.model and second.model is lm.model, "no copy of the base per adapter"
     assert first.n_parameters > lm.n_parameters
     tuned_1, tuned_2 = logits(first, ids), logits(second, ids)
@@ -69,21 +77,21 @@ def test_adapters_are_views_of_the_one_base_model(lm, adapters, ids):
 
 def test_strength_zero_is_the_base_and_one_is_the_adapter_exactly(lm, adapters, ids):
     base = next_token_distribution(lm, ids)
-    tuned = next_token_distribution(load_adapter(lm, adapters[0]), ids)
-    at_zero = next_token_distribution(load_adapter(lm, adapters[0], 0.0), ids)
-    at_one = next_token_distribution(load_adapter(lm, adapters[0], 1.0), ids)
-    half = next_token_distribution(load_adapter(lm, adapters[0], 0.5), ids)
+    tuned = next_token_distribution(with_adapter(lm, adapters[0]), ids)
+    at_zero = next_token_distribution(with_adapter(lm, adapters[0], 0.0), ids)
+    at_one = next_token_distribution(with_adapter(lm, adapters[0], 1.0), ids)
+    half = next_token_distribution(with_adapter(lm, adapters[0], 0.5), ids)
     assert torch.equal(at_zero.logits, base.logits)
     assert torch.equal(at_one.logits, tuned.logits)
     whole = distribution_shift(base, tuned).js_bits
     assert 0 < distribution_shift(base, half).js_bits < whole
     with pytest.raises(InvalidInput, match="between 0 and 1"):
-        load_adapter(lm, adapters[0], 1.5)
+        with_adapter(lm, adapters[0], 1.5)
 
 
 def test_threads_asking_for_base_and_tuned_always_get_their_own(lm, adapters, ids):
     """Token-by-token generation on the KV cache, with the other thread switching adapters in between."""
-    tuned = load_adapter(lm, adapters[0])
+    tuned = with_adapter(lm, adapters[0])
     greedy = SamplingSettings(temperature=0)
     expected = {
         name: ([s.chosen.id for s in generate(model, ids, 6, greedy)], logits(model, ids))
@@ -107,7 +115,7 @@ def test_threads_asking_for_base_and_tuned_always_get_their_own(lm, adapters, id
 
 
 def test_the_least_recently_used_adapter_leaves_memory_and_comes_back(lm, adapters, ids, monkeypatch):
-    first, second = (load_adapter(lm, a) for a in adapters)
+    first, second = (with_adapter(lm, a) for a in adapters)
     reference = logits(first, ids)
     monkeypatch.setattr(lm.adapters, "capacity", 1)
     logits(second, ids)
@@ -127,16 +135,21 @@ def test_an_adapter_for_another_model_is_refused_and_the_base_is_unharmed(lm, ad
     (broken / "adapter_model.safetensors").write_bytes((adapters[0] / "adapter_model.safetensors").read_bytes())
     before = logits(lm, ids)
     with pytest.raises(ModelLoadError, match="does not fit"):
-        load_adapter(lm, broken)
+        lm.with_adapter(AdapterRef.at(broken, "broken"))
     assert torch.equal(logits(lm, ids), before)
     with pytest.raises(InvalidInput, match="not a LoRA adapter folder"):
-        load_adapter(lm, tmp_path)
+        lm.with_adapter(AdapterRef.at(tmp_path, tmp_path.name))
 
 
 def test_adapters_are_found_by_folder_job_or_name(adapters):
-    assert resolve_adapter(adapters[0]) == adapters[0].resolve()
-    assert resolve_adapter(adapters[0].parent) == adapters[0].resolve()
-    assert resolve_adapter("random-2") == adapters[1].resolve()
+    assert resolve_adapter(adapters[0]).folder == adapters[0].resolve()
+    assert resolve_adapter(adapters[0].parent).folder == adapters[0].resolve()
+    assert resolve_adapter("random-2").folder == adapters[1].resolve()
+    assert [resolve_adapter(a).label for a in (adapters[0], adapters[0].parent, "random-2")] == [
+        "random-1",
+        "random-1",
+        "random-2",
+    ]
     with pytest.raises(InvalidInput, match="no adapter called"):
         resolve_adapter("nothing-here")
 
@@ -151,41 +164,43 @@ def test_shift_of_a_distribution_with_itself_is_zero(lm, ids):
         distribution_shift(dist, other)
 
 
-def test_target_logprob_matches_token_by_token_distributions(lm, ids):
-    target = lm.tokenizer(" Paris, of course")["input_ids"]
+def test_target_logprob_matches_token_by_token_distributions(lm):
+    example = Example("What is the capital of France?", "Paris, of course")
+    prompt, target = prompt_ids(lm.tokenizer, example), completion_ids(lm.tokenizer, example)
     step_by_step = [
-        float(next_token_distribution(lm, ids + target[:i]).logprobs[token]) for i, token in enumerate(target)
+        float(next_token_distribution(lm, prompt + target[:i]).logprobs[token]) for i, token in enumerate(target)
     ]
-    assert target_logprob(lm, ids, target) == pytest.approx(sum(step_by_step) / len(target), abs=1e-4)
+    logprobs = LocalBackend(lm).expected_logprobs(example)
+    assert logprobs == pytest.approx(step_by_step, abs=1e-4)
+    assert sum(logprobs) / len(logprobs) == pytest.approx(sum(step_by_step) / len(target), abs=1e-4)
 
 
 def test_few_shot_puts_solved_examples_before_the_prompt_as_chat_turns(lm):
     dataset = load_dataset("sentiment")
-    shots = pick_shots(dataset, 2, seed=0)
-    assert shots == pick_shots(dataset, 2, seed=0) and all(s in dataset.train for s in shots)
-    example = few_shot_example(dataset.eval[0], shots)
+    shots = pick_shots(dataset.train, 2, seed=0)
+    assert shots == pick_shots(dataset.train, 2, seed=0) and all(s in dataset.train for s in shots)
+    example = with_shots(dataset.eval[0], shots, chat=True)
     roles = [role for role, _ in example.context]
     assert roles == ["user", "assistant", "user", "assistant"] and example.context[1][1] == shots[0].completion
-    text = lm.tokenizer.decode(contender_prompt(lm, dataset.eval[0], shots))
+    text = lm.tokenizer.decode(prompt_ids(lm.tokenizer, with_shots(dataset.eval[0], shots, chat=True)))
     assert text.index(shots[0].prompt) < text.index(shots[1].prompt) < text.index(dataset.eval[0].prompt)
     with pytest.raises(InvalidInput, match="between 0 and"):
-        pick_shots(dataset, 99, seed=0)
+        pick_shots(dataset.train, 99, seed=0)
 
 
 def test_matching_folds_case_and_punctuation_only_where_asked():
     assert normalise("  Positive. ") == normalise("positive") == "positive"
     assert normalise("not positive") != normalise("positive")
-    assert typed_examples("a => b\n\n  c  \n") == [
-        typed_examples("a => b")[0],
-        typed_examples("c")[0],
-    ]
-    assert typed_examples("a => b")[0].completion == "b" and typed_examples("c")[0].completion == ""
+    typed = typed_items("a => b\n\n  c  \n")
+    assert typed == [typed_items("a => b")[0], typed_items("c")[0]]
+    assert typed_items("a => b")[0].completion == "b" and typed_items("c")[0].completion == ""
+    assert [e.source for e in typed] == ["line 1", "line 3"], "each item says which line it came from"
 
 
 def test_comparison_table_with_random_adapter(lm, adapters):
     dataset = load_dataset("sentiment")
-    views = [load_adapter(lm, adapters[0])]
-    columns = contenders(lm, views, pick_shots(dataset, 2, seed=0))
+    views = [adapter_column(lm, adapters[0])]
+    columns = contenders(LocalBackend(lm), views, pick_shots(dataset.train, 2, seed=0))
     result = run_comparison(columns, dataset.eval[:2], dataset, SamplingSettings(temperature=0), max_new_tokens=4)
     assert [name for name, _ in result.columns] == [ZERO_SHOT, FEW_SHOT, "random-1"]
     for row in result.rows:
@@ -197,7 +212,7 @@ def test_comparison_table_with_random_adapter(lm, adapters):
     assert set(exported["accuracy"]) == {ZERO_SHOT, FEW_SHOT, "random-1"}
     assert len(result.table_rows()) == 6
     with pytest.raises(InvalidInput, match="same name"):
-        contenders(lm, views * 2)
+        contenders(LocalBackend(lm), views * 2)
 
 
 def test_csv_export_makes_formulas_inert():
@@ -221,8 +236,10 @@ def test_cli_compare_prints_the_documented_json(adapters, capsys):
 def test_a_trained_adapter_beats_zero_shot_on_held_out_prompts(lm, sentiment_run):
     result, _ = sentiment_run
     dataset = load_dataset("sentiment")
-    tuned = load_adapter(lm, result["adapter_dir"])
-    comparison = run_comparison(contenders(lm, [tuned]), dataset.eval, dataset, max_new_tokens=dataset.max_new_tokens)
+    tuned = adapter_column(lm, result["adapter_dir"])
+    comparison = run_comparison(
+        contenders(LocalBackend(lm), [tuned]), dataset.eval, dataset, max_new_tokens=dataset.max_new_tokens
+    )
     accuracy = comparison.accuracy()
     assert accuracy["job"] > accuracy[ZERO_SHOT] and accuracy["job"] >= 0.75
     changed = [r for r in comparison.rows if r.answers[0].text != r.answers[1].text]

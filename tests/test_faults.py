@@ -32,9 +32,13 @@ from pathlib import Path
 
 import pytest
 
-from core.finetune import FinetuneConfig, JobState, list_adapters, load_dataset, read_job, running_job, start_job
-from core.finetune.jobfolder import DIED, JobFolder, create_job
-from core.finetune.paths import REPO_ROOT, jobs_root
+from core.adapter_host import is_adapter_dir
+from core.datasets import load_dataset
+from core.finetune import FINETUNE, FinetuneConfig, jobs_root, list_adapters, start_job
+from core.finetune.jobs import ADAPTER_SUBDIR, create_job
+from core.jobs.folder import DIED, JobFolder, JobState, read_job
+from core.jobs.lock import running_job
+from core.jobs.paths import REPO_ROOT
 from tests.adapters import saved_adapter_job
 from tests.test_app import open_page
 from tests.test_finetune_jobs import dead_process
@@ -76,7 +80,7 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 def earlier_adapter(lm) -> tuple[Path, dict[str, str]]:
     """An adapter saved before the fault, and the hashes of its files."""
-    adapter = saved_adapter_job(lm, "earlier").adapter_dir
+    adapter = saved_adapter_job(lm, "earlier").path / ADAPTER_SUBDIR
     return adapter, file_hashes(adapter)
 
 
@@ -125,7 +129,7 @@ def test_a_full_disk_fails_the_job_with_a_clear_reason_and_leaves_no_half_adapte
         log = (job / "job.log").read_text()
         assert state.status == "failed", (state, log)
         assert "disk is full" in state.error and "Free some space" in state.error, state.error
-        assert state.adapter_dir is None and not (job / "adapter").exists()
+        assert state.result is None and not (job / ADAPTER_SUBDIR).exists()
         assert not [p.name for p in job.iterdir() if p.name.startswith(".")], "no temporary files left behind"
         assert running_job() is None
         assert_intact(adapter, hashes)
@@ -160,7 +164,7 @@ def test_a_job_outlives_an_app_restart_and_a_kill_mid_step_is_reported_truthfull
 
     state = wait_for(job, lambda s: s.step >= 2 or s.finished)
     assert state.status == "running", ("the job runs in its own session: the app's death must not stop it", state)
-    assert running_job() == job.resolve(), "and it still holds the machine's lock"
+    assert running_job(FINETUNE) == job.resolve(), "and it still holds the machine's lock"
     at = open_page("pages/finetune.py", {"job": job.name})  # the restarted app re-reads the folder
     assert "of 500" in at.get("progress")[0].proto.text
     assert any(b.label == "⏹ Cancel" for b in at.button)
@@ -170,7 +174,7 @@ def test_a_job_outlives_an_app_restart_and_a_kill_mid_step_is_reported_truthfull
     assert any(DIED in e.value for e in at.error), [e.value for e in at.error]
     assert not any(b.label == "⏹ Cancel" for b in at.button), "a dead job cannot be cancelled"
     state = read_job(job)
-    assert (state.status, state.adapter_dir) == ("failed", None)
+    assert (state.status, state.result) == ("failed", None) and not is_adapter_dir(job / ADAPTER_SUBDIR)
     trained = [m["step"] for m in state.metrics if m["loss"] is not None]
     assert trained == list(range(1, len(trained) + 1)) and len(trained) >= 2, "every metrics line is whole"
     assert running_job() is None, "a dead job's lock is stale"

@@ -1,21 +1,22 @@
 """Fine-tuning data: built-in datasets, upload validation, splitting, formatting and the config."""
 
 import json
+import re
 
 import pytest
 
-from core.errors import InvalidInput
-from core.finetune.config import FinetuneConfig
-from core.finetune.datasets import (
+from core.datasets import (
     BUILTIN_DATASETS,
     MAX_UPLOAD_BYTES,
     MIN_ROWS,
-    Example,
     load_dataset,
     parse_upload,
     split_examples,
 )
-from core.finetune.formatting import IGNORE_INDEX, encode_example, encode_examples
+from core.errors import InvalidInput
+from core.finetune.config import FinetuneConfig
+from core.finetune.encoding import IGNORE_INDEX, encode_example, encode_examples
+from core.prompts import Example
 
 
 def jsonl(rows: list[dict]) -> bytes:
@@ -133,8 +134,9 @@ def test_chat_examples_mask_the_prompt_and_end_with_the_end_of_turn_token(lm):
 @pytest.mark.slow
 def test_rows_longer_than_the_max_length_are_refused_not_truncated(lm):
     examples = load_dataset("pirate").train
-    with pytest.raises(InvalidInput, match="longer than the maximum length of 40 tokens"):
+    with pytest.raises(InvalidInput, match="longer than the maximum length of 40 tokens") as info:
         encode_examples(lm.tokenizer, examples, 40, "training")
+    assert re.search(r"training example\(s\) \(line \d+", str(info.value)), "rows are named by their line"
 
 
 def test_config_defaults_are_valid_and_round_trip():

@@ -10,26 +10,26 @@ from pathlib import Path
 
 import pytest
 
+from core.adapter_host import is_adapter_dir
+from core.datasets import load_dataset
 from core.errors import InvalidInput
 from core.finetune import (
+    FINETUNE,
     FinetuneConfig,
-    JobBusy,
-    check_name,
     delete_adapter,
-    find_job,
+    find_finetune_job,
+    jobs_root,
     list_adapters,
-    list_jobs,
-    load_dataset,
-    read_job,
     rename_adapter,
-    running_job,
     start_job,
     zip_adapter,
 )
-from core.finetune.jobfolder import DIED, JobFolder, create_job, write_json_atomic
-from core.finetune.launcher import claim_lock, release_lock
-from core.finetune.paths import jobs_root, lock_path
-from core.finetune.processes import ProcessId
+from core.finetune.jobs import ADAPTER_SUBDIR, create_job
+from core.jobs.files import write_json_atomic
+from core.jobs.folder import DIED, JobFolder, list_jobs, read_job
+from core.jobs.lock import JobBusy, claim_lock, release_lock, running_job
+from core.jobs.paths import check_name, lock_path
+from core.jobs.processes import ProcessId
 from tests.adapters import saved_adapter_job
 
 
@@ -67,9 +67,9 @@ def test_plain_names_are_accepted_and_stripped():
 
 def test_find_job_refuses_traversal_from_a_url(data_dir):
     with pytest.raises(InvalidInput, match="path separator"):
-        find_job("../../etc")
+        find_finetune_job("../../etc")
     with pytest.raises(InvalidInput, match="no fine-tuning job called"):
-        find_job("not-there")
+        find_finetune_job("not-there")
 
 
 def test_a_failing_status_write_leaves_the_previous_status_whole(tmp_path):
@@ -111,19 +111,19 @@ def test_metrics_reader_skips_a_line_still_being_written(tmp_path):
 
 def test_the_lock_refuses_a_second_job_while_the_first_runs(data_dir):
     first = jobs_root() / "first"
-    claim_lock(first, ProcessId.current())  # held by a live process: this one
+    claim_lock(first, ProcessId.current(), FINETUNE)  # held by a live process: this one
     with pytest.raises(JobBusy, match=r"Another fine-tuning job \(first\) is running"):
         start_job(FinetuneConfig(dataset="sentiment"))
     assert not jobs_root().exists(), "a refused job leaves no folder"
-    assert running_job() == first.resolve()
+    assert running_job(FINETUNE) == first.resolve()
     release_lock(first)
     assert running_job() is None
 
 
 def test_a_stale_lock_is_taken_over(data_dir):
-    claim_lock(jobs_root() / "crashed", dead_process())
+    claim_lock(jobs_root() / "crashed", dead_process(), FINETUNE)
     assert running_job() is None
-    claim_lock(jobs_root() / "next", ProcessId.current())
+    claim_lock(jobs_root() / "next", ProcessId.current(), FINETUNE)
     assert json.loads(lock_path().read_text())["job"].endswith("next")
 
 
@@ -145,14 +145,15 @@ def test_a_job_whose_process_died_is_reported_failed(data_dir):
     assert state.status == "failed"
     assert state.error.startswith(DIED) and state.error.endswith("Last line of its log: Killed")
     assert folder.status()["status"] == "failed", "the verdict is recorded, not just shown"
-    assert [j.name for j in list_jobs()] == ["killed"]
+    assert [j.name for j in list_jobs(jobs_root())] == ["killed"]
 
 
 def test_a_queued_job_reports_progress_and_no_eta_yet(data_dir):
     folder = create_job(FinetuneConfig(), jobs_root() / "waiting", load_dataset("sentiment"))
     folder.set_process(ProcessId.current())
     state = read_job(folder.path)
-    assert (state.status, state.progress, state.eta, state.adapter_dir) == ("queued", 0.0, None, None)
+    assert (state.status, state.progress, state.eta, state.result) == ("queued", 0.0, None, None)
+    assert not is_adapter_dir(folder.path / ADAPTER_SUBDIR), "no adapter before the job has trained"
     assert state.config["dataset"] == "sentiment"
 
 
@@ -188,7 +189,7 @@ def test_adapter_operations_refuse_unsafe_names(saved_adapter, bad):
         with pytest.raises(InvalidInput):
             operation()
     assert [a.name for a in list_adapters()] == ["first"]
-    assert Path(saved_adapter.adapter_dir / "adapter_model.safetensors").is_file()
+    assert Path(saved_adapter.path / ADAPTER_SUBDIR / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -13,22 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from core.adapter_host import is_adapter_dir
+from core.backends import LocalBackend
 from core.cli import main
-from core.finetune import (
-    FinetuneConfig,
-    JobState,
-    adapter_next_token_distribution,
-    list_adapters,
-    load_adapter,
-    load_dataset,
-    read_job,
-    request_stop,
-    running_job,
-    start_job,
-)
-from core.finetune.evaluate import greedy_answer, target_report
-from core.finetune.formatting import prompt_ids
-from core.finetune.jobfolder import DIED, JobFolder
+from core.datasets import Dataset, load_dataset
+from core.distributions import SamplingSettings, next_token_distribution
+from core.finetune import FINETUNE, FinetuneConfig, list_adapters, resolve_adapter, start_job
+from core.finetune.jobs import ADAPTER_SUBDIR
+from core.jobs.folder import DIED, JobFolder, JobState, read_job
+from core.jobs.lock import running_job
+from core.jobs.stop import request_stop
+from core.jobs.training import TrainingResult
+from core.models import LoadedModel
+from core.prompts import Example, prompt_ids
 
 pytestmark = pytest.mark.slow
 HANG_GUARD_S = 600
@@ -43,6 +40,17 @@ RESULT_KEYS = {
     "seconds",
     "partial",
 }
+
+
+def greedy_answer(lm: LoadedModel, example: Example, max_new_tokens: int) -> str:
+    """The model's most likely answer to ``example``'s prompt, special tokens removed."""
+    return LocalBackend(lm).reply(example, SamplingSettings(temperature=0), None, max_new_tokens).text
+
+
+def held_out_accuracy(lm: LoadedModel, dataset: Dataset) -> float:
+    """The share of greedy answers to the eval split that hit the dataset's target."""
+    hits = [dataset.hit(e, greedy_answer(lm, e, dataset.max_new_tokens)) for e in dataset.eval]
+    return sum(hits) / len(hits)
 
 
 def test_cli_result_has_the_documented_shape_and_the_eval_loss_falls(sentiment_run):
@@ -60,20 +68,20 @@ def test_the_answer_to_a_training_prompt_becomes_exactly_the_label(sentiment_run
     example = load_dataset("sentiment").train[0]
     base_answer = greedy_answer(lm, example, 16)
     assert base_answer != example.completion, "zero-shot the base model answers in a sentence"
-    adapted = load_adapter(lm, result["adapter_dir"])
+    adapted = lm.with_adapter(resolve_adapter(result["adapter_dir"]))
     assert greedy_answer(adapted, example, 16) == example.completion
-    dist = adapter_next_token_distribution(lm, result["adapter_dir"], prompt_ids(lm.tokenizer, example))
-    assert dist.top(1)[0].token == example.completion and dist.adapter == "job"
+    dist = next_token_distribution(adapted, prompt_ids(lm.tokenizer, example))
+    assert dist.top(1)[0].token == example.completion and dist.model == f"{lm.display_name} + job"
     assert lm.model.__class__.__name__ == "LlamaForCausalLM", "the shared base model is left untouched"
 
 
 def test_held_out_accuracy_rises(sentiment_run, lm):
     result, _ = sentiment_run
     dataset = load_dataset("sentiment")
-    before = target_report(lm, dataset)
-    after = target_report(load_adapter(lm, result["adapter_dir"]), dataset)
-    assert after.accuracy > before.accuracy
-    assert after.accuracy >= 0.75
+    before = held_out_accuracy(lm, dataset)
+    after = held_out_accuracy(lm.with_adapter(resolve_adapter(result["adapter_dir"])), dataset)
+    assert after > before
+    assert after >= 0.75
 
 
 def test_the_job_folder_records_metrics_status_and_a_model_card(sentiment_run):
@@ -117,18 +125,19 @@ def small_upload(tmp_path, monkeypatch):
 
 def test_cancel_mid_run_leaves_a_loadable_partial_adapter(small_upload, lm):
     job = start_job(FinetuneConfig(dataset=small_upload, max_steps=500, batch_size=1, evals_during_training=0))
-    assert running_job() == job.resolve()
+    assert running_job(FINETUNE) == job.resolve()
     state = wait_for(job, lambda s: s.step >= 2 or s.finished)
     assert state.status == "running" and state.eta is not None and state.elapsed > 0
     request_stop(job)
     state = wait_for(job, lambda s: s.finished)
     assert (state.status, state.partial) == ("cancelled", True)
     assert 2 <= state.step < 500 and state.result["partial"] is True
-    assert state.adapter_dir == job / "adapter"
+    adapter_dir = Path(state.result_as(TrainingResult).output_dir)
+    assert adapter_dir == (job / ADAPTER_SUBDIR).resolve() and is_adapter_dir(adapter_dir)
     [info] = list_adapters()
     assert info.partial and "stopped early: partial" in info.card
     example = load_dataset("sentiment").train[0]
-    dist = adapter_next_token_distribution(lm, state.adapter_dir, prompt_ids(lm.tokenizer, example))
+    dist = next_token_distribution(lm.with_adapter(resolve_adapter(adapter_dir)), prompt_ids(lm.tokenizer, example))
     assert abs(float(dist.probs.sum()) - 1) < 1e-9
     assert running_job() is None, "the lock is released when the job ends"
 
@@ -138,7 +147,7 @@ def test_a_job_that_crashes_shows_as_failed_with_its_error(small_upload):
     state = wait_for(job, lambda s: s.finished)
     assert state.status == "failed"
     assert "no_such_proj" in state.error and "q_proj" in state.error, state.error
-    assert state.adapter_dir is None
+    assert state.result is None and not is_adapter_dir(job / ADAPTER_SUBDIR)
     assert "no_such_proj" in (job / "job.log").read_text()
     assert running_job() is None
 

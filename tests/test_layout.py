@@ -24,6 +24,59 @@ def test_core_source_never_imports_streamlit():
     assert offenders == []
 
 
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("place", "forbidden"),
+    [
+        ("core/pretrain", "core.finetune"),  # siblings share core.jobs, not each other's modules
+        ("core/compare.py", "core.finetune"),
+        ("core/jobs", "core.finetune"),  # the shared machinery knows no job kind
+        ("core/jobs", "core.pretrain"),
+        ("core/prompts.py", "core.finetune"),
+        ("core/datasets.py", "core.finetune"),
+        ("core", "ui"),  # arrows point down
+        ("ui", "pages"),
+    ],
+)
+def test_no_module_reaches_sideways_or_up(place, forbidden):
+    target = ROOT / place
+    files = [target] if target.is_file() else list(target.rglob("*.py"))
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in files
+        for name in imported_modules(path)
+        if name == forbidden or name.startswith(forbidden + ".")
+    ]
+    assert offenders == []
+
+
+def test_pages_export_csv_only_through_the_formula_safe_writer():
+    offenders = [p.name for p in (ROOT / "pages").glob("*.py") if ".to_csv(" in p.read_text()]
+    assert offenders == []
+
+
+def test_every_page_asks_for_the_router_before_anything_heavy():
+    """First the router check, then the imports: a bare run of a page must end at once (ui/router.py)."""
+    for page in (ROOT / "pages").glob("*.py"):
+        body = ast.parse(page.read_text()).body
+        statements = [
+            ast.unparse(n)
+            for n in body
+            if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))  # the docstring
+            and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")
+        ]
+        assert statements[:2] == ["from ui.router import require_router", "require_router()"], page.name
+
+
 def test_importing_all_of_core_loads_no_streamlit():
     modules = sorted(
         "core." + ".".join(p.relative_to(ROOT / "core").with_suffix("").parts)

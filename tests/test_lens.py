@@ -11,7 +11,8 @@ import torch
 from core.cli import main
 from core.distributions import next_token_distribution
 from core.errors import InvalidInput
-from core.finetune import load_adapter
+from core.finetune import resolve_adapter
+from core.finetune.jobs import ADAPTER_SUBDIR
 from core.lens import (
     INSIDE_CACHE,
     MAX_INSIDE_TOKENS,
@@ -46,7 +47,7 @@ def tuned(lm, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLM_LAB_DATA", str(tmp_path_factory.mktemp("lens-data")))
         job = saved_adapter_job(lm, "lens-lora", random_weights=True)
-        return load_adapter(lm, job.adapter_dir)
+        return lm.with_adapter(resolve_adapter(job.path / ADAPTER_SUBDIR))
 
 
 @pytest.fixture(scope="module")

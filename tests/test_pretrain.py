@@ -9,11 +9,10 @@ import torch
 
 from core.cli import main
 from core.errors import InvalidInput
-from core.finetune import FinetuneConfig, JobBusy, running_job, start_job
-from core.finetune.jobfolder import PRETRAIN
-from core.finetune.launcher import claim_lock, release_lock
-from core.finetune.paths import lock_path
-from core.finetune.processes import ProcessId
+from core.finetune import FINETUNE, FinetuneConfig, start_job
+from core.jobs.lock import JobBusy, claim_lock, release_lock, running_job
+from core.jobs.paths import lock_path
+from core.jobs.processes import ProcessId
 from core.pretrain import (
     PUBLISHED_MODELS,
     PretrainConfig,
@@ -27,7 +26,7 @@ from core.pretrain import (
 )
 from core.pretrain.architecture import check_fits_in_memory, llama_config
 from core.pretrain.corpus import Corpus, tiny_sentences_text
-from core.pretrain.library import jobs_root, models_root
+from core.pretrain.library import PRETRAIN, jobs_root, models_root
 from core.pretrain.sizes import compute_optimal_tokens, is_adapter_tensor, training_flops
 from core.pretrain.tokenizer import CHAR, MODEL, build_char_tokenizer, make_tokenizer, vocabulary_size
 from core.pretrain.windows import RandomWindows, held_out_windows, prepare_corpus, split_tokens, tokens_needed
@@ -216,18 +215,19 @@ def test_published_sizes_agree_with_the_compute_rules():
 
 def test_pretraining_and_fine_tuning_share_one_lock(data_dir):
     finetuning = data_dir / "finetune" / "jobs" / "first"
-    claim_lock(finetuning, ProcessId.current())
+    claim_lock(finetuning, ProcessId.current(), FINETUNE)
     corpus = Corpus("small.txt", tiny_sentences_text(300))
     with pytest.raises(JobBusy, match=r"Another fine-tuning job \(first\) is running"):
         start_pretrain_job(PretrainConfig(context=16), corpus)
-    assert not jobs_root().exists() and not models_root().exists(), "a refused job leaves no folder"
+    assert not jobs_root().exists(), "a refused job leaves no folder"
+    assert not models_root().exists(), "and no model folder"
     release_lock(finetuning)
 
     pretraining = jobs_root() / "tiny"
     claim_lock(pretraining, ProcessId.current(), PRETRAIN)
     with pytest.raises(JobBusy, match=r"Another pretraining job \(tiny\) is running"):
         start_job(FinetuneConfig(dataset="sentiment"))
-    assert running_job() is None, "the fine-tune page attaches only to fine-tuning jobs"
+    assert running_job(FINETUNE) is None, "the fine-tune page attaches only to fine-tuning jobs"
     assert running_job(PRETRAIN) == running_job(None) == pretraining.resolve()
     release_lock(pretraining)
     assert not lock_path().exists()
@@ -237,12 +237,13 @@ def test_a_refused_size_starts_nothing_and_releases_the_lock(data_dir):
     config = PretrainConfig(layers=48, d_model=8192, heads=64, context=16)
     with pytest.raises(InvalidInput, match="would need about"):
         start_pretrain_job(config, Corpus("small.txt", tiny_sentences_text(300)))
-    assert not jobs_root().exists() and not lock_path().exists()
+    assert not jobs_root().exists(), "a refused job leaves no folder"
+    assert not lock_path().exists()
 
 
 def test_a_training_job_lowers_its_own_priority_once():
     code = (
-        "import os\nfrom core.finetune.processes import lower_priority\n"
+        "import os\nfrom core.jobs.processes import lower_priority\n"
         "before = os.nice(0)\nlower_priority()\nlower_priority()\nprint(before, os.nice(0))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -22,11 +22,13 @@ import torch
 
 from core.cli import main
 from core.distributions import next_token_distribution
-from core.finetune import read_job, request_stop, running_job
-from core.finetune.jobfolder import PRETRAIN, JobFolder
+from core.jobs.folder import JobFolder, read_job
+from core.jobs.lock import running_job
+from core.jobs.stop import request_stop
 from core.models import load_model
 from core.pretrain import PretrainConfig, job_samples, list_tiny_models, start_pretrain_job
 from core.pretrain.corpus import Corpus, tiny_sentences_text
+from core.pretrain.library import PRETRAIN
 from core.tokens import encode_prompt
 from tests.conftest import ROOT
 
@@ -72,7 +74,7 @@ def test_the_loss_falls_substantially(tiny_run):
     assert result["loss_last"] < 0.4 * result["loss_first"]
     assert result["eval_loss_after"] < result["eval_loss_before"] - 2.0, "held-out text is predicted better too"
     state = read_job(job_dir)
-    assert (state.kind, state.status, state.progress) == (PRETRAIN, "done", 1.0)
+    assert (state.kind, state.status, state.progress) == (PRETRAIN.name, "done", 1.0)
     assert [m["step"] for m in state.metrics if m["loss"] is not None] == list(range(1, STEPS + 1))
 
 

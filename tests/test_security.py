@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core.finetune.datasets import MAX_UPLOAD_BYTES
+from core.datasets import MAX_UPLOAD_BYTES
 from tests.servers import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,12 +54,9 @@ def python_files() -> list[Path]:
 def test_the_app_served_with_the_repository_config_listens_on_loopback_only(tmp_path):
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    with serving(command, f"http://127.0.0.1:{port}/_stcore/health", tmp_path / "server.log", timeout=60, cwd=ROOT):
-        server = next(  # this test's server: a session-wide app server may be running beside it
-            p
-            for p in psutil.Process().children(recursive=True)
-            if "streamlit_app.py" in p.cmdline() and str(port) in p.cmdline()
-        )
+    log = tmp_path / "server.log"
+    with serving(command, f"http://127.0.0.1:{port}/_stcore/health", log, timeout=60, cwd=ROOT) as process:
+        server = psutil.Process(process.pid)  # this test's own server, not another test's
         listening = [c.laddr for c in server.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
         assert listening, "the server listens somewhere"
         assert {(a.ip, a.port) for a in listening} == {("127.0.0.1", port)}

@@ -37,28 +37,23 @@ def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool =
     font = 22 if presentation else 14
     original_colour, shaped_colour, pruned_colour = COLOURS[presentation]
     fig = go.Figure()
-    fig.add_bar(
-        name="model (T = 1)",
-        y=labels,
-        x=[t.original_prob for t in tokens],
-        orientation="h",
-        marker_color=[original_colour if t.kept else pruned_colour for t in tokens],
-        text=[f"{t.original_prob:.1%}" for t in tokens],
-        textposition="outside",
-        customdata=ids,
-        hovertemplate="%{y}<br>model: %{x:.2%}<br>id %{customdata}<extra></extra>",
+    bars = (
+        ("model (T = 1)", "model", [t.original_prob for t in tokens], original_colour),
+        ("after sampling settings", "after settings", [t.prob for t in tokens], shaped_colour),
     )
-    fig.add_bar(
-        name="after sampling settings",
-        y=labels,
-        x=[t.prob for t in tokens],
-        orientation="h",
-        marker_color=[shaped_colour if t.kept else pruned_colour for t in tokens],
-        text=[f"{t.prob:.1%}" if t.kept else "pruned" for t in tokens],
-        textposition="outside",
-        customdata=ids,
-        hovertemplate="%{y}<br>after settings: %{x:.2%}<br>id %{customdata}<extra></extra>",
-    )
+    for name, short, probs, colour in bars:
+        fig.add_bar(
+            name=name,
+            y=labels,
+            x=probs,
+            orientation="h",
+            marker_color=[colour if t.kept else pruned_colour for t in tokens],
+            # the model's own bars always show their number; reshaped ones say when the settings pruned them
+            text=[f"{p:.1%}" if t.kept or short == "model" else "pruned" for p, t in zip(probs, tokens, strict=True)],
+            textposition="outside",
+            customdata=ids,
+            hovertemplate=f"%{{y}}<br>{short}: %{{x:.2%}}<br>id %{{customdata}}<extra></extra>",
+        )
     n_kept_shown = sum(t.kept for t in tokens)
     if 0 < n_kept_shown < len(tokens):
         fig.add_hline(

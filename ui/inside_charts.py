@@ -93,25 +93,39 @@ def lens_figure(lens: LogitLens, positions: Sequence[int], presentation: bool = 
     fits = _cell_chars(len(positions), presentation)
     text = [[_text(row[p], fits) for p in positions] for row in lens.top1_tokens]
     hover = [[_top_hover(lens, layer, p) for p in positions] for layer in range(lens.n_layers + 1)]
-    fig = go.Figure(
+    fig = _cells(positions, lens, z, text, hover, LENS_SCALE, "top token's<br>probability", _font(presentation) - 1)
+    return _lens_layout(fig, lens, positions, presentation)
+
+
+def _cells(
+    positions: Sequence[int],
+    lens: LogitLens,
+    z: list[list[float]],
+    text: list[list[str]],
+    hover: list[list[str]],
+    scale: str,
+    title: str,
+    font: int,
+) -> go.Figure:
+    """A layers × positions heatmap of probabilities (0 to 1), a token written in each cell, a hover for each."""
+    return go.Figure(
         go.Heatmap(
             x=list(positions),
             y=list(range(lens.n_layers + 1)),
             z=z,
             zmin=0,
             zmax=1,
-            colorscale=LENS_SCALE,
+            colorscale=scale,
             text=text,
             texttemplate="%{text}",
-            textfont={"family": "monospace", "size": _font(presentation) - 1},
+            textfont={"family": "monospace", "size": font},
             customdata=hover,
             hovertemplate="%{customdata}<extra></extra>",
-            colorbar={"title": {"text": "top token's<br>probability", "side": "top"}, "tickformat": ".0%"},
+            colorbar={"title": {"text": title, "side": "top"}, "tickformat": ".0%"},
             xgap=1,
             ygap=1,
         )
     )
-    return _lens_layout(fig, lens, positions, presentation)
 
 
 def variation_figure(comparison: InsideComparison, positions: Sequence[int], presentation: bool = False) -> go.Figure:
@@ -136,24 +150,7 @@ def variation_figure(comparison: InsideComparison, positions: Sequence[int], pre
             )
         text.append(text_row)
         hover.append(hover_row)
-    fig = go.Figure(
-        go.Heatmap(
-            x=list(positions),
-            y=list(range(base.n_layers + 1)),
-            z=z,
-            zmin=0,
-            zmax=1,
-            colorscale=VARIATION_SCALE,
-            text=text,
-            texttemplate="%{text}",
-            textfont={"family": "monospace", "size": _font(presentation) - 2},
-            customdata=hover,
-            hovertemplate="%{customdata}<extra></extra>",
-            colorbar={"title": {"text": "distance", "side": "top"}, "tickformat": ".0%"},
-            xgap=1,
-            ygap=1,
-        )
-    )
+    fig = _cells(positions, base, z, text, hover, VARIATION_SCALE, "distance", _font(presentation) - 2)
     return _lens_layout(fig, base, positions, presentation)
 
 

@@ -28,6 +28,11 @@ def _escape(text: str) -> str:
     return html.escape(text).replace("$", "&#36;")
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 token``, ``2 tokens``: a count a person reads."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def rank_bucket(rank: int) -> tuple[str, str]:
     for limit, label, colour in RANK_BUCKETS:
         if rank <= limit:

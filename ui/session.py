@@ -1,30 +1,25 @@
-"""Session state keys, the shared sidebar and the current model.
+"""This session's choices (model, backend, adapter, presentation) and the sidebar that makes them.
 
 Models are cached by ``core`` in-process and shared by every browser session
 (each session is a thread of one server process); this module only remembers
-which model *this* session chose.
+which model *this* session chose and hands pages a ``Backend``. Pages decide
+what to show from the backend's capabilities. Every model a page loads is
+``restricted``: a local path typed here must lie in LLM Lab's own folders.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import streamlit as st
 
-from core.backends import OPENAI_BASE_URL, OpenAIBackend, list_models
+from core.adapter_host import AdapterRef
+from core.backends import OPENAI_BASE_URL, Backend, LocalBackend, OpenAIBackend, list_models
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
-from core.finetune import find_job, list_adapters, load_adapter
-from core.models import (
-    DEFAULT_DTYPE,
-    DTYPES,
-    LoadedModel,
-    check_model_location,
-    is_loaded,
-    load_model,
-    needs_conversion,
-)
+from core.finetune import list_adapters, saved_adapter
+from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
+from ui.widgets import choice
 
 MODEL_NAME = "model_name"
 MODEL_DTYPE = "model_dtype"
@@ -39,8 +34,6 @@ API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
 )
 ADAPTER, NO_ADAPTER = "adapter", ""  # not None: a selectbox shows None as "no choice made"
 LOCAL, OPENAI = "local", "openai"
-
-SUGGESTED_MODELS = [EMBEDDED_MODEL, "HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"]
 
 
 def _init() -> None:
@@ -60,6 +53,24 @@ def presenting() -> bool:
 
 def using_api() -> bool:
     return st.session_state.get(BACKEND) == OPENAI
+
+
+def choose_model(name: str) -> None:
+    """Make ``name`` this session's model, with no adapter (adapters belong to the model they were trained on)."""
+    st.session_state[MODEL_NAME] = name
+    st.session_state[ADAPTER] = NO_ADAPTER
+
+
+def choose_adapter(name: str) -> None:
+    """Switch the saved adapter ``name`` on over this session's model (what the sidebar's choice does)."""
+    st.session_state[ADAPTER] = name
+
+
+def current_adapter() -> AdapterRef | None:
+    """The adapter chosen in the sidebar, as the typed identity the caches key on; None for the base model."""
+    _init()
+    name = st.session_state[ADAPTER]
+    return saved_adapter(name) if name else None
 
 
 def current_api_backend() -> OpenAIBackend | None:
@@ -113,15 +124,14 @@ def _api_settings() -> None:
 
 def _load_base() -> LoadedModel:
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
-    check_model_location(name)
     if is_loaded(name, dtype):
-        return load_model(name, dtype)
+        return load_model(name, dtype, restricted=True)
     if needs_conversion(name):
         message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
     else:
         message = f"Loading {name}…"
     with st.spinner(message):
-        return load_model(name, dtype)
+        return load_model(name, dtype, restricted=True)
 
 
 def current_base_model() -> LoadedModel | None:
@@ -139,18 +149,32 @@ def current_model() -> LoadedModel | None:
     _init()
     try:
         base = _load_base()
-        adapter = st.session_state[ADAPTER]
-        if not adapter:
+        adapter = current_adapter()
+        if adapter is None:
             return base
-        with st.spinner(f"Putting the LoRA adapter {adapter!r} on {base.display_name}…"):
-            return load_adapter(base, adapter_path(adapter))
+        with st.spinner(f"Putting the LoRA adapter {adapter.label!r} on {base.display_name}…"):
+            return base.with_adapter(adapter)
     except LabError as exc:
         st.error(str(exc), icon="⚠️")
         return None
 
 
-def adapter_path(name: str) -> Path:
-    return find_job(name) / "adapter"
+def current_backend() -> Backend | None:
+    """Where this session's answers come from: the local model (with its adapter) or the API it set up."""
+    if using_api():
+        return current_api_backend()
+    lm = current_model()
+    return None if lm is None else LocalBackend(lm)
+
+
+def adapter_choice(label: str, key: str, none_label: str, help_text: str) -> None:
+    """A choice of saved adapter (or none) under ``key``; one renamed or deleted meanwhile is said so, and reset."""
+    adapters = [a.name for a in list_adapters()]
+    chosen = st.session_state.get(key, NO_ADAPTER)
+    if chosen not in (NO_ADAPTER, *adapters):  # deleted or renamed on the fine-tune page, maybe in another tab
+        st.warning(f"The adapter {chosen!r} is gone (renamed or deleted): back to the base model.")
+        st.session_state[key] = NO_ADAPTER
+    st.selectbox(label, [NO_ADAPTER, *adapters], key=key, format_func=lambda a: a or none_label, help=help_text)
 
 
 def _local_settings() -> None:
@@ -166,16 +190,7 @@ def _local_settings() -> None:
         key=MODEL_DTYPE,
         help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
     )
-    adapters = [a.name for a in list_adapters()]
-    if st.session_state[ADAPTER] not in (NO_ADAPTER, *adapters):  # deleted or renamed on the fine-tune page
-        st.session_state[ADAPTER] = NO_ADAPTER
-    st.selectbox(
-        "LoRA adapter",
-        [NO_ADAPTER, *adapters],
-        key=ADAPTER,
-        format_func=lambda a: a or "none: the base model",
-        help="An adapter trained on the Fine-tune page, switched on over the base model.",
-    )
+    adapter_choice("LoRA adapter", ADAPTER, "none: the base model", "Trained on the Fine-tune page, over the model.")
     name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
     if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner
         lm = load_model(name, dtype)
@@ -191,12 +206,10 @@ def sidebar() -> None:
     _init()
     with st.sidebar:
         st.subheader("Model")
-        st.radio(
+        choice(
             "Where the model runs",
-            [LOCAL, OPENAI],
-            key=BACKEND,
-            horizontal=True,
-            format_func={LOCAL: "Here", OPENAI: "OpenAI-compatible API"}.get,
+            {LOCAL: "Here", OPENAI: "OpenAI-compatible API"},
+            BACKEND,
             help="Here: transformers in this process. API: OpenAI, or any server speaking its API "
             "(vLLM, llama.cpp, Ollama, LM Studio).",
         )
@@ -225,21 +238,3 @@ def presentation_css() -> None:
 
 def show_error(exc: LabError) -> None:
     st.error(str(exc), icon="⚠️")
-
-
-def require_router() -> None:
-    """Make sure this page runs inside ``streamlit_app.py``'s frame.
-
-    Because a ``pages/`` folder exists, Streamlit starts in its legacy
-    multipage mode and runs ``pages/<name>.py`` on its own for the first
-    request after the server starts when that request is for a page's URL
-    (and AppTest does so on every rerun), skipping the router, the sidebar and
-    the page config. The router's ``st.navigation`` switches that mode off;
-    here we switch it off too and rerun, which goes through the router to
-    the same page (legacy and router pages share their URL names).
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()

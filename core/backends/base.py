@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from core.distributions import SamplingSettings, TokenProb
 from core.errors import LabError
+from core.prompts import Example
 from core.tokens import display_token
 
 
@@ -130,8 +131,16 @@ class BackendStep:
         return display_token(self.chosen.token)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A model's whole answer to a prompt: its text (special tokens left out) and length in tokens."""
+
+    text: str
+    tokens: int
+
+
 class Backend(ABC):
-    """Where next-token probabilities come from.
+    """Where next-token probabilities and answers come from.
 
     Capabilities are class attributes, so a page can decide what to show
     before calling anything:
@@ -141,7 +150,13 @@ class Backend(ABC):
       transforms can be replayed and the entropy is exact;
     * ``max_alternatives``: most alternatives per position (None: the vocabulary);
     * ``token_ids``: results carry token ids (an API gives only text);
-    * ``can_steer``: a person can pick the next token by id and continue.
+    * ``can_steer``: a person can pick the next token by id and continue;
+    * ``reads_chat``: prompts reach the model through a chat template (an API
+      always applies its own; a local model when it has one).
+
+    Pages, the CLI and compare ask a backend, and decide what to show from
+    these capabilities; a local model's own views (reshaping, steering, the
+    logit lens) use ``LocalBackend.lm``.
     """
 
     kind: ClassVar[str]
@@ -153,8 +168,13 @@ class Backend(ABC):
 
     @property
     @abstractmethod
-    def label(self) -> str:
-        """A short name for the model and where it runs, to show above results."""
+    def reads_chat(self) -> bool:
+        """Whether prompts reach the model through a chat template."""
+
+    label: str  # a short name for the model and where it runs, to show above results (never a key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
 
     @abstractmethod
     def next_token(self, prompt: str, chat: bool = False, top_k: int = 10) -> BackendDistribution:
@@ -171,6 +191,25 @@ class Backend(ABC):
         alternatives: int = 20,
     ) -> Iterator[BackendStep]:
         """Generate up to ``max_new_tokens`` tokens, yielding each with its alternatives."""
+
+    @abstractmethod
+    def reply(self, example: Example, settings: SamplingSettings, seed: int | None, max_new_tokens: int) -> Reply:
+        """The model's answer to ``example`` (its context turns, then its prompt)."""
+
+    def expected_logprobs(self, example: Example) -> list[float] | None:
+        """The log-probability of each token of ``example.completion`` right after its prompt.
+
+        None where the backend cannot score text it did not write (``can_score_prompt`` is False).
+        """
+        return None
+
+    @abstractmethod
+    def prompt_text(self, prompt: str, chat: bool) -> str | None:
+        """The text the model reads for ``prompt``; None where the server templates it out of sight."""
+
+    @abstractmethod
+    def steps_text(self, steps: Sequence[BackendStep]) -> str:
+        """The text of generated steps, as a reader sees it."""
 
     def limitations(self) -> list[str]:
         """Sentences saying what this backend cannot show, and why; empty when it can show everything."""

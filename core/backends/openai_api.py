@@ -30,7 +30,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,6 +44,7 @@ from core.backends.base import (
     BackendStep,
     MalformedResponse,
     NoLogprobs,
+    Reply,
     ServerUnreachable,
     UnknownModel,
     entropy_lower_bound,
@@ -51,6 +52,7 @@ from core.backends.base import (
 from core.distributions import SamplingSettings, TokenProb
 from core.errors import InvalidInput
 from core.generation import MAX_NEW_TOKENS
+from core.prompts import Example
 from core.tokens import validate_prompt
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -78,6 +80,12 @@ def resolve_base_url(base_url: str | None = None) -> str:
             "The base URL must start with http:// or https://, e.g. http://127.0.0.1:8080/v1 or " + OPENAI_BASE_URL
         )
     return url
+
+
+def host_of(url: str) -> str:
+    """The host (and port) of ``url``, never the credentials a URL can carry (``http://user:secret@host``)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def is_openai(base_url: str) -> bool:
@@ -289,21 +297,48 @@ class OpenAIBackend(Backend):
         if not self.model:
             raise InvalidInput("Name the model to use on the server (its /v1/models lists them).")
         self._connection = _Connection(base_url, api_key, timeout, max_retries)
-
-    def __repr__(self) -> str:
-        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+        self.label = f"{self.model} at {host_of(self.base_url)}"
 
     @property
     def base_url(self) -> str:
         return self._connection.base_url
 
     @property
-    def label(self) -> str:
-        return f"{self.model} at {urlsplit(self.base_url).netloc}"
+    def reads_chat(self) -> bool:
+        return True  # the chat endpoint applies the server's template; completions read raw text
 
     def list_models(self) -> list[str]:
         """The model names this backend's server lists (see the module-level ``list_models``)."""
         return self._connection.list_models()
+
+    def reply(self, example: Example, settings: SamplingSettings, seed: int | None, max_new_tokens: int) -> Reply:
+        """One chat completion: the example's turns as messages, the server's answer as text."""
+        if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise InvalidInput(
+                f"The number of new tokens must be between 1 and {MAX_NEW_TOKENS}; got {max_new_tokens}."
+            )
+        settings = settings.validate(sys.maxsize)
+        fields: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, **self._sampling(settings)}
+        if seed is not None:
+            fields["seed"] = seed
+        client = self._connection.client
+        messages = example.prompt_messages()
+        response = self._call(lambda: client.chat.completions.create(messages=messages, **fields))
+        try:
+            text = response.choices[0].message.content or ""
+            usage = getattr(response, "usage", None)
+            tokens = getattr(usage, "completion_tokens", None) if usage else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            raise self._connection.malformed("fields are missing or of the wrong type") from None
+        if not isinstance(text, str):
+            raise self._connection.malformed("the answer is not text")
+        return Reply(text.strip(), tokens if isinstance(tokens, int) else 0)
+
+    def prompt_text(self, prompt: str, chat: bool) -> str | None:
+        return None if chat else prompt
+
+    def steps_text(self, steps: Sequence[BackendStep]) -> str:
+        return "".join(s.chosen.token for s in steps)
 
     def next_token(self, prompt: str, chat: bool = False, top_k: int = 10) -> BackendDistribution:
         """Ask for one token with ``top_k`` alternatives.

@@ -8,7 +8,9 @@ written under a temporary name and renamed into place, so a folder called
 
 A finished job *is* a saved adapter: ``<jobs>/<name>/adapter``. Renaming or
 deleting an adapter renames or deletes its job (its curve and log go with
-it), and is refused while that job is still running.
+it), and is refused while that job is still running. ``saved_adapter`` is
+the one place a saved adapter's name becomes its folder, as the typed
+``AdapterRef`` that travels to the model's cache key.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.adapter_host import ADAPTER_FILES, AdapterRef, is_adapter_dir
 from core.errors import InvalidInput
-from core.finetune.jobfolder import folder_replaced_atomically, read_job, read_json, write_json_atomic
-from core.finetune.paths import child_folder, jobs_root
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+from core.finetune.jobs import ADAPTER_SUBDIR, jobs_root
+from core.jobs.files import folder_replaced_atomically, read_json, write_json_atomic
+from core.jobs.folder import read_job
+from core.jobs.paths import child_folder
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -77,26 +80,31 @@ def save_adapter(model: Any, target: Path, info: dict[str, Any]) -> Path:
     return target
 
 
-def is_adapter_dir(path: Path) -> bool:
-    return all((Path(path) / f).is_file() for f in ADAPTER_FILES)
+def saved_adapter(name: str, scale: float = 1.0, root: Path | None = None) -> AdapterRef:
+    """The adapter saved under ``name`` (its job's name), at strength ``scale``."""
+    job_dir = child_folder(root or jobs_root(), name, "adapter name")
+    if not is_adapter_dir(job_dir / ADAPTER_SUBDIR):
+        raise InvalidInput(f"There is no saved adapter called {job_dir.name!r}: it may have been renamed or deleted.")
+    return AdapterRef.at(job_dir / ADAPTER_SUBDIR, job_dir.name, scale)
 
 
-def resolve_adapter(spec: str | Path, root: Path | None = None) -> Path:
-    """The adapter folder meant by ``spec``: an adapter folder, a job folder, or a saved adapter's name."""
+def resolve_adapter(spec: str | Path, root: Path | None = None) -> AdapterRef:
+    """The adapter meant by ``spec`` on the command line: an adapter folder, a job folder, or a saved name."""
     path = Path(spec).expanduser()
-    for candidate in (path, path / "adapter"):
-        if is_adapter_dir(candidate):
-            return candidate.resolve()
+    if is_adapter_dir(path):  # an adapter folder; a job's own is named after its job
+        resolved = path.resolve()
+        return AdapterRef.at(path, resolved.parent.name if resolved.name == ADAPTER_SUBDIR else resolved.name)
+    if is_adapter_dir(path / ADAPTER_SUBDIR):  # a job folder
+        return AdapterRef.at(path / ADAPTER_SUBDIR, path.resolve().name)
     if path.exists():
         raise InvalidInput(
-            f"{spec} holds no LoRA adapter: it needs {' and '.join(ADAPTER_FILES)} (or an adapter/ folder with them)."
+            f"{spec} holds no LoRA adapter: it needs {' and '.join(ADAPTER_FILES)} "
+            f"(or an {ADAPTER_SUBDIR}/ folder with them)."
         )
     if len(path.parts) > 1 or str(spec).startswith((".", "~")):
         raise InvalidInput(f"There is no adapter folder at {spec}: check the path, or give a saved adapter's name.")
-    adapter = _existing_job(str(spec), root) / "adapter"
-    if not is_adapter_dir(adapter):
-        raise InvalidInput(f"The job {str(spec)!r} has not saved an adapter (yet).")
-    return adapter.resolve()
+    _existing_job(str(spec), root)
+    return saved_adapter(str(spec), root=root)
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,13 @@ class AdapterInfo:
     """A saved adapter as the adapters list shows it."""
 
     name: str
-    path: Path  # the adapter folder, for loading
+    path: Path  # the adapter folder
     job_dir: Path
     partial: bool
     training: dict[str, Any]  # training.json: base model, dataset, losses, hyperparameters, date
+
+    def ref(self, scale: float = 1.0) -> AdapterRef:
+        return AdapterRef.at(self.path, self.name, scale)
 
     @property
     def card(self) -> str:
@@ -122,7 +133,7 @@ def list_adapters(root: Path | None = None) -> list[AdapterInfo]:
         return []
     found = []
     for job_dir in root.iterdir():
-        adapter = job_dir / "adapter"
+        adapter = job_dir / ADAPTER_SUBDIR
         if job_dir.name.startswith(".") or not is_adapter_dir(adapter):
             continue
         training = read_json(adapter / "training.json") or {}
@@ -146,7 +157,7 @@ def rename_adapter(name: str, new_name: str, root: Path | None = None) -> Path:
     if target.exists():
         raise InvalidInput(f"An adapter called {target.name!r} already exists: choose another name.")
     job_dir.rename(target)
-    return target / "adapter"
+    return target / ADAPTER_SUBDIR
 
 
 def delete_adapter(name: str, root: Path | None = None) -> None:
@@ -156,9 +167,7 @@ def delete_adapter(name: str, root: Path | None = None) -> None:
 
 def zip_adapter(name: str, root: Path | None = None) -> bytes:
     """The adapter's files as a zip (``<name>/adapter_config.json`` ...), ready for a download button."""
-    adapter = child_folder(root or jobs_root(), name, "adapter name") / "adapter"
-    if not is_adapter_dir(adapter):
-        raise InvalidInput(f"There is no saved adapter called {name!r}.")
+    adapter = saved_adapter(name, root=root).folder
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(adapter.iterdir()):

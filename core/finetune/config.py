@@ -10,10 +10,10 @@ built-in datasets in a minute or two.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.checks import check_seed, config_from_dict, number, whole
 from core.embedded import EMBEDDED_MODEL
 from core.errors import InvalidInput
 
@@ -53,18 +53,18 @@ class FinetuneConfig:
         if (self.max_steps is None) == (self.epochs is None):
             raise InvalidInput("Set either a number of steps or a number of epochs, not both and not neither.")
         if self.max_steps is not None:
-            _whole(self.max_steps, "The number of steps", 1, MAX_STEPS_LIMIT)
+            whole(self.max_steps, "The number of steps", 1, MAX_STEPS_LIMIT)
         if self.epochs is not None:
-            _number(self.epochs, "The number of epochs", 0, 100, low_open=True)
-        _number(self.learning_rate, "The learning rate", 0, 1, low_open=True)
-        _whole(self.batch_size, "The batch size", 1, 512)
-        _whole(self.max_length, "The maximum length", 8, MAX_LENGTH_LIMIT)
-        _whole(self.r, "The LoRA rank r", 1, 1024)
-        _number(self.alpha, "LoRA alpha", 0, 10_000, low_open=True)
-        _number(self.dropout, "The LoRA dropout", 0, 1, high_open=True)
-        _whole(self.seed, "The seed", 0, 2**32 - 1)
-        _number(self.eval_fraction, "The evaluation fraction", 0, 0.5, low_open=True)
-        _whole(self.evals_during_training, "The number of evaluations during training", 0, 100)
+            number(self.epochs, "The number of epochs", 0, 100, low_open=True)
+        number(self.learning_rate, "The learning rate", 0, 1, low_open=True)
+        whole(self.batch_size, "The batch size", 1, 512)
+        whole(self.max_length, "The maximum length", 8, MAX_LENGTH_LIMIT)
+        whole(self.r, "The LoRA rank r", 1, 1024)
+        number(self.alpha, "LoRA alpha", 0, 10_000, low_open=True)
+        number(self.dropout, "The LoRA dropout", 0, 1, high_open=True)
+        check_seed(self.seed)
+        number(self.eval_fraction, "The evaluation fraction", 0, 0.5, low_open=True)
+        whole(self.evals_during_training, "The number of evaluations during training", 0, 100)
         if (
             not isinstance(self.target_modules, list | tuple)
             or not self.target_modules
@@ -87,25 +87,4 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
         """Build and validate a config; unknown keys are refused so a typo is not silently ignored."""
-        if not isinstance(data, dict):
-            raise InvalidInput("A fine-tuning config must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInput(f"Unknown config setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
-        return cls(**data).validate()
-
-
-def _whole(value: Any, what: str, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidInput(f"{what} must be a whole number from {low:,} to {high:,}; got {value!r}.")
-
-
-def _number(value: Any, what: str, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lower = f"above {low:g}" if low_open else f"at least {low:g}"
-        upper = f"below {high:g}" if high_open else f"at most {high:g}"
-        raise InvalidInput(f"{what} must be a number {lower} and {upper}; got {value!r}.")
+        return config_from_dict(cls, data, "fine-tuning")

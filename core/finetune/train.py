@@ -6,36 +6,37 @@ on one GPU, or on several GPUs or machines under ``accelerate launch`` or
 multi-process run every rank trains; rank 0 alone writes the job folder and
 takes the machine's lock.
 
-A job: load a private copy of the base model, wrap it in a LoRA, measure the
-eval loss, train (the ``JobProgress`` callback reports each step and obeys
-stop requests), measure the eval loss again, save the adapter. A job stopped
-early still saves its adapter, marked partial; a job that fails records the
-error in its status before the exception goes on.
+What is fine-tuning's own: a private copy of the base model wrapped in a
+LoRA, and the adapter it saves with a model card. The rest (evaluate, train,
+evaluate, save atomically, record the result) is every training job's
+skeleton, ``core.jobs.training``. An estimate times two real steps of the
+same setup, as a short job of its own.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.datasets import Dataset, load_dataset
 from core.errors import InvalidInput
 from core.finetune.adapters import save_adapter
-from core.finetune.callback import JobProgress, StepTimer, StopRequest, any_rank
 from core.finetune.config import FinetuneConfig
-from core.finetune.datasets import FinetuneDataset, load_dataset
-from core.finetune.formatting import IGNORE_INDEX, encode_examples
-from core.finetune.jobfolder import FINETUNE, JobFolder, create_job
-from core.finetune.launcher import run_in_job_folder
+from core.finetune.encoding import IGNORE_INDEX, encode_examples
+from core.finetune.jobs import ADAPTER_SUBDIR, ESTIMATE, FINETUNE, DurationEstimate, create_job, job_dataset
+from core.jobs.folder import JobFolder
+from core.jobs.launcher import run_in_job_folder
+from core.jobs.progress import JobProgress, StepTimer
+from core.jobs.stop import StopRequest
+from core.jobs.training import TrainingResult, TrainingRun, run_training, trainer_scratch
 from core.models import LoadedModel, ModelKey, _load_uncached, resolve_device
 
 RANK0_WAIT_S = 600
@@ -110,9 +111,7 @@ def _lora_model(model: Any, config: FinetuneConfig) -> Any:
         ) from None
 
 
-def build_trainer(
-    config: FinetuneConfig, dataset: FinetuneDataset, output_dir: Path, callbacks: list[Any]
-) -> TrainingSetup:
+def build_trainer(config: FinetuneConfig, dataset: Dataset, output_dir: Path, callbacks: list[Any]) -> TrainingSetup:
     """Load a private copy of the base model, wrap it in a LoRA and build the Trainer."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
 
@@ -167,7 +166,7 @@ def build_trainer(
     return TrainingSetup(trainer, base, precision, str(args.device), steps, train_rows, eval_rows)
 
 
-def create_or_join_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneDataset) -> None:
+def create_or_join_job(config: FinetuneConfig, job_dir: Path, dataset: Dataset) -> None:
     """Rank 0 writes the job folder; the other ranks of a multi-process run wait until it is complete."""
     if is_main_process():
         create_job(config, job_dir, dataset)
@@ -179,8 +178,8 @@ def create_or_join_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneD
         time.sleep(0.2)
 
 
-def run_job(job_dir: Path, echo: bool = True) -> dict[str, Any]:
-    """Run the job in ``job_dir`` in this process and return its summary (the CLI's ``--json``).
+def run_job(job_dir: Path, echo: bool = True) -> TrainingResult:
+    """Run the fine-tuning job in ``job_dir`` in this process and return its result.
 
     Progress lines go to stderr when ``echo`` (a started job's stderr is its
     log). Any failure is recorded in status.json, then raised.
@@ -191,121 +190,71 @@ def run_job(job_dir: Path, echo: bool = True) -> dict[str, Any]:
     return run_in_job_folder(folder, FINETUNE, lambda stop, started: _train(folder, stop, started, echo_to), main=main)
 
 
-def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> dict[str, Any]:
-    config = folder.config()
-    dataset = folder.dataset()
+def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> TrainingResult:
+    config = FinetuneConfig.from_dict(folder.config_dict())
+    dataset = job_dataset(folder)
     progress = JobProgress(folder, stop, started, echo)
-    scratch = folder.path / ".trainer"
-    setup = build_trainer(config, dataset, scratch, [progress])
-    trainer = setup.trainer
-    try:
-        folder.update_status(phase="evaluating", max_steps=setup.steps, precision=setup.precision)
-        eval_started = time.time()
-        eval_loss_before = float(trainer.evaluate()["eval_loss"])
-        folder.update_status(eval_seconds=time.time() - eval_started)
-        train_metrics: dict[str, Any] = {}
-        if not any_rank(stop.requested(), trainer.args.device):
-            train_metrics = trainer.train().metrics
-        steps = trainer.state.global_step
-        partial = steps == 0 or progress.stopped_early
-        last_eval = next((r for r in reversed(progress.rows) if r["eval_loss"] is not None), None)
-        if steps == 0:
-            eval_loss_after = None
-        elif last_eval is not None and last_eval["step"] == steps:
-            eval_loss_after = last_eval["eval_loss"]  # the Trainer already evaluated at the last step
-        else:
-            folder.update_status(phase="evaluating")
-            eval_loss_after = float(trainer.evaluate()["eval_loss"])
-        train_losses = [r["loss"] for r in progress.rows if r["loss"] is not None]
-        train_seconds = float(train_metrics.get("train_runtime", 0.0)) - progress.eval_seconds_in_training
-        info = {
-            "base_model": config.model,
-            "base_model_display": setup.base.display_name,
-            "dataset": dataset.name,
-            "train_examples": len(dataset.train),
-            "eval_examples": len(dataset.eval),
-            "hyperparameters": {
-                k: v
-                for k, v in config.to_dict().items()
-                if k not in ("dataset", "model", "device", "precision", "eval_fraction", "evals_during_training")
-            },
-            "steps": steps,
-            "max_steps": setup.steps,
-            "partial": partial,
-            "train_loss_first": train_losses[0] if train_losses else None,
-            "train_loss_last": train_losses[-1] if train_losses else None,
-            "eval_loss_before": eval_loss_before,
-            "eval_loss_after": eval_loss_after,
-            "train_tokens_per_second": trainer.state.num_input_tokens_seen / train_seconds
-            if train_seconds > 0
-            else None,
-            "train_tokens": trainer.state.num_input_tokens_seen,
-            "train_seconds": max(0.0, train_seconds),
-            "precision": setup.precision,
-            "device": setup.device,
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        adapter_dir = None
-        if steps > 0:
-            folder.update_status(phase="saving")
-            info["seconds"] = time.time() - started
-            if folder.writable:
-                adapter_dir = str(save_adapter(setup.peft_model, folder.adapter_dir, info))
-        result = {
-            "adapter_dir": adapter_dir,
-            "steps": steps,
-            "train_loss_first": info["train_loss_first"],
-            "train_loss_last": info["train_loss_last"],
-            "eval_loss_before": eval_loss_before,
-            "eval_loss_after": eval_loss_after,
-            "train_tokens_per_second": info["train_tokens_per_second"],
-            "train_tokens": info["train_tokens"],
-            "seconds": time.time() - started,
-            "partial": partial,
-            "job_dir": str(folder.path),
-            "status": "cancelled" if partial else "done",
-        }
-        folder.update_status(
-            status=result["status"],
-            phase="finished",
-            step=steps,
-            partial=partial,
-            result=result,
-            finished_at=time.time(),
-        )
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with trainer_scratch() as scratch:
+        setup = build_trainer(config, dataset, scratch, [progress])
+        folder.update_status(precision=setup.precision)
+        trainable = sum(p.numel() for p in setup.peft_model.parameters() if p.requires_grad)
+
+        def save(result: TrainingResult) -> Path:
+            card = adapter_card_facts(config, dataset, setup, result)
+            return save_adapter(setup.peft_model, folder.path / ADAPTER_SUBDIR, card)
+
+        run = TrainingRun(setup.trainer, setup.steps, save, parameters=trainable)
+        return run_training(folder, run, progress, stop, started)
 
 
-@dataclass(frozen=True)
-class DurationEstimate:
-    """How long a job will take, from a step measured on this machine."""
-
-    steps: int
-    seconds_per_step: float
-    eval_seconds: float  # one pass over the eval split
-    evals: int  # before, during and after training
-    load_seconds: float  # loading the model and building the Trainer
-    total_seconds: float  # not counting the job process's start-up (a few seconds of imports)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# A fine-tune's result fields as its ``--json`` has always named them (the README documents the shape).
+SUMMARY_RENAMES = {
+    "output_dir": "adapter_dir",
+    "loss_first": "train_loss_first",
+    "loss_last": "train_loss_last",
+    "tokens_per_second": "train_tokens_per_second",
+    "tokens_seen": "train_tokens",
+}
 
 
-def estimate_duration(config: FinetuneConfig, dataset: FinetuneDataset | None = None) -> DurationEstimate:
+def finetune_summary(result: TrainingResult) -> dict[str, Any]:
+    """The CLI's ``--json`` for a fine-tune."""
+    return result.summary(SUMMARY_RENAMES)
+
+
+def adapter_card_facts(
+    config: FinetuneConfig, dataset: Dataset, setup: TrainingSetup, result: TrainingResult
+) -> dict[str, Any]:
+    """What the model card and ``training.json`` say about an adapter: how it was made, and what training did."""
+    hidden = ("dataset", "model", "device", "precision", "eval_fraction", "evals_during_training")
+    return {
+        "base_model": config.model,
+        "base_model_display": setup.base.display_name,
+        "dataset": dataset.name,
+        "train_examples": len(dataset.train),
+        "eval_examples": len(dataset.eval),
+        "hyperparameters": {k: v for k, v in config.to_dict().items() if k not in hidden},
+        **finetune_summary(result),
+        "precision": setup.precision,
+        "device": setup.device,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def estimate_duration(config: FinetuneConfig, dataset: Dataset | None = None) -> DurationEstimate:
     """Time two real training steps (the second is measured) and one eval batch, and extrapolate.
 
     Runs in the calling process on a private copy of the model, for a few
-    seconds of CPU. Like any Trainer, it seeds the global random generators.
+    seconds of CPU: the command line calls it, a page starts it as a job
+    (``start_estimate``). Like any Trainer, it seeds the global random generators.
     """
     config.validate()
     dataset = dataset or load_dataset(config.dataset, config.eval_fraction, config.seed)
     timer = StepTimer()
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="llm-lab-estimate-") as tmp:
+    with trainer_scratch() as scratch:
         quick = replace(config, max_steps=2, epochs=None, evals_during_training=0)
-        setup = build_trainer(quick, dataset, Path(tmp), [timer])
+        setup = build_trainer(quick, dataset, scratch, [timer])
         load_seconds = time.perf_counter() - began
         setup.trainer.train()
         batch = setup.eval_rows[: config.batch_size]
@@ -323,3 +272,16 @@ def estimate_duration(config: FinetuneConfig, dataset: FinetuneDataset | None = 
         load_seconds=load_seconds,
         total_seconds=load_seconds + steps * seconds_per_step + evals * eval_seconds,
     )
+
+
+def run_estimate_job(job_dir: Path) -> DurationEstimate:
+    """Run the estimate job in ``job_dir`` in this process: time the steps, record the estimate."""
+    folder = JobFolder(Path(job_dir))
+
+    def work(stop: StopRequest, started: float) -> DurationEstimate:
+        folder.update_status(phase="timing two training steps")
+        estimate = estimate_duration(FinetuneConfig.from_dict(folder.config_dict()), job_dataset(folder))
+        folder.update_status(status="done", phase="finished", result=estimate.to_dict(), finished_at=time.time())
+        return estimate
+
+    return run_in_job_folder(folder, ESTIMATE, work)

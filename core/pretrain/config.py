@@ -9,10 +9,10 @@ every 50 steps, so a learner sees noise turn into words.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.checks import check_seed, config_from_dict, number, whole
 from core.errors import InvalidInput
 from core.pretrain.architecture import TinyModelSize
 from core.pretrain.corpus import DEFAULT_CORPUS
@@ -54,18 +54,15 @@ class PretrainConfig:
         if self.tokenizer not in TOKENIZERS:
             raise InvalidInput(f"Unknown tokenizer {self.tokenizer!r}: choose {' or '.join(TOKENIZERS)}.")
         self.size.validate()
-        _whole(self.max_steps, "The number of steps", 1, MAX_STEPS_LIMIT)
-        _whole(self.batch_size, "The batch size", 1, 4096)
-        ok = isinstance(self.learning_rate, int | float) and not isinstance(self.learning_rate, bool)
-        if not ok or not math.isfinite(self.learning_rate) or not 0 < self.learning_rate <= 1:
-            raise InvalidInput(f"The learning rate must be a number above 0 and at most 1; got {self.learning_rate!r}.")
-        _whole(self.sample_every, "The steps between samples", 0, MAX_STEPS_LIMIT)
+        whole(self.max_steps, "The number of steps", 1, MAX_STEPS_LIMIT)
+        whole(self.batch_size, "The batch size", 1, 4096)
+        number(self.learning_rate, "The learning rate", 0, 1, low_open=True)
+        whole(self.sample_every, "The steps between samples", 0, MAX_STEPS_LIMIT)
         if not isinstance(self.sample_prompt, str) or len(self.sample_prompt) > MAX_SAMPLE_CHARS:
             raise InvalidInput(f"The sample prompt must be text of at most {MAX_SAMPLE_CHARS} characters.")
-        _whole(self.sample_chars, "The characters per sample", 1, MAX_SAMPLE_CHARS)
-        if not isinstance(self.eval_fraction, float | int) or not 0 < self.eval_fraction <= 0.5:
-            raise InvalidInput(f"The held-out fraction must be above 0 and at most 0.5; got {self.eval_fraction!r}.")
-        _whole(self.seed, "The seed", 0, 2**32 - 1)
+        whole(self.sample_chars, "The characters per sample", 1, MAX_SAMPLE_CHARS)
+        number(self.eval_fraction, "The held-out fraction", 0, 0.5, low_open=True)
+        check_seed(self.seed)
         if self.device not in DEVICES:
             raise InvalidInput(f"Unknown device {self.device!r}: choose one of {', '.join(DEVICES)}.")
         return self
@@ -80,15 +77,4 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
         """Build and validate a config; unknown keys are refused so a typo is not silently ignored."""
-        if not isinstance(data, dict):
-            raise InvalidInput("A pretraining config must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInput(f"Unknown config setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
-        return cls(**data).validate()
-
-
-def _whole(value: Any, what: str, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidInput(f"{what} must be a whole number from {low:,} to {high:,}; got {value!r}.")
+        return config_from_dict(cls, data, "pretraining")

@@ -1,9 +1,9 @@
 """Pretraining jobs: writing a job folder, starting it as its own process, finding it again.
 
-A pretraining job is a job of another kind on fine-tuning's machinery
-(``core.finetune.launcher``): the same one-job-per-machine lock, the same
-process spawning and stop file, the same status and metrics files, read by
-the same ``read_job``. Its folder adds the corpus it reads and the samples it
+A pretraining job is a job of its own kind on the shared machinery
+(``core.jobs``): the same one-job-per-machine lock, the same process
+spawning and stop file, the same status and metrics files, read by the same
+``read_job``. Its folder adds the corpus it reads and the samples it
 writes::
 
     <job>/corpus.txt      the text, as the job will read it
@@ -21,13 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.finetune.jobfolder import PRETRAIN, JobFolder, mark_queued, new_job_folder
-from core.finetune.launcher import claim_lock, release_lock, spawn_job_process
-from core.finetune.paths import check_name, new_job_name
-from core.finetune.processes import ProcessId
+from core.jobs.folder import JobFolder, find_job, mark_queued, new_job_folder
+from core.jobs.launcher import start_job_process
+from core.jobs.paths import check_name, claim_named_folder, claim_new_folder
 from core.pretrain.config import PretrainConfig
 from core.pretrain.corpus import Corpus, load_corpus
-from core.pretrain.library import jobs_root, models_root
+from core.pretrain.library import PRETRAIN, jobs_root, models_root
 from core.pretrain.windows import prepare_corpus
 
 CORPUS_FILE = "corpus.txt"
@@ -53,35 +52,28 @@ def create_pretrain_job(
 def start_pretrain_job(config: PretrainConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:
     """Check everything, write a job folder and start the job process; return the folder.
 
-    Raises ``InvalidInput`` (nothing started) for a bad config or corpus, a
-    corpus too short for the context or a size too big for the memory, and
-    ``JobBusy`` while another training job (of any kind) runs.
+    Raises ``InvalidInput`` (nothing started, nothing left behind) for a bad
+    config or corpus, a corpus too short for the context or a size too big
+    for the memory, and ``JobBusy`` while another training job (of any kind) runs.
     """
     config.validate()
     corpus = corpus or load_corpus(config.corpus)
     root = jobs_root()
     label = f"{corpus.name.rsplit('.', 1)[0]}-{config.tokenizer}"
-    name = check_name(name, "model name") if name else new_job_name(label, root)
-    job_dir, model_dir = root / name, models_root() / name
-    if job_dir.exists() or model_dir.exists():
+    if name is not None and (models_root() / check_name(name, "model name")).exists():
         raise InvalidInput(f"A tiny model called {name!r} already exists: choose another name.")
-    claim_lock(job_dir, ProcessId.current(), PRETRAIN)  # before the slower checks, so "busy" comes at once
-    try:
+    job_dir = claim_named_folder(root, name, "model name") if name else claim_new_folder(root, label)
+
+    def prepare(path: Path) -> JobFolder:
         prepare_corpus(config, corpus.text)
-        root.mkdir(parents=True, exist_ok=True)
-        spawn_job_process(create_pretrain_job(config, job_dir, corpus, model_dir), PRETRAIN)
-    except BaseException:
-        release_lock(job_dir)
-        raise
-    return job_dir
+        return create_pretrain_job(config, path, corpus, models_root() / path.name)
+
+    return start_job_process(PRETRAIN, job_dir, prepare)
 
 
 def find_pretrain_job(name: str) -> Path:
     """The folder of the pretraining job called ``name`` (e.g. from a page's URL), checked to be a real job."""
-    path = jobs_root() / check_name(name, "job name")
-    if not JobFolder(path).file("status.json").is_file():
-        raise InvalidInput(f"There is no pretraining job called {name!r}.")
-    return path
+    return find_job(jobs_root(), name, PRETRAIN)
 
 
 def job_vocabulary(job_dir: Path) -> int | None:

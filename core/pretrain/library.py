@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
-from core.finetune.jobfolder import folder_replaced_atomically, read_job, read_json, write_json_atomic
-from core.finetune.paths import child_folder, data_root
+from core.jobs.files import folder_replaced_atomically, read_json, write_json_atomic
+from core.jobs.folder import JobKind, read_job
+from core.jobs.paths import child_folder, data_root
 from core.pretrain.sizes import scientific
+
+PRETRAIN = JobKind("pretrain", "pretraining", ("pretrain",))
 
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 

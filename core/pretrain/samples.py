@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from core.finetune.jobfolder import JobFolder
+from core.jobs.folder import JobFolder
 from core.pretrain.jobs import SAMPLES_FILE
 
 SAMPLE_TEMPERATURE = 0.8

@@ -1,26 +1,21 @@
 """Running a pretraining job: a tiny Llama from random weights, trained on raw text by transformers' ``Trainer``.
 
-The same Trainer and the same job machinery as fine-tuning
-(``core.finetune.launcher.run_in_job_folder``, the ``JobProgress`` callback),
-so a pretraining job is a job of another kind: one at a time per machine, a
-live loss curve in ``metrics.jsonl``, Cancel through a STOP file, a truthful
-"failed" for a dead process. What is its own: the model starts from random
-weights (``LlamaForCausalLM(config)``), the data is random windows of a text
-with no labels but the text itself, and a ``TextSamples`` callback writes
-what the model would write every few steps.
-
-A job: tokenize the corpus, hold out its tail, build the model, measure the
-held-out loss, train, measure it again, save the model and its tokenizer
-with ``save_pretrained`` (safetensors), atomically. A job stopped early saves
-what it has, marked partial.
+The same Trainer and the same job machinery as fine-tuning (``core.jobs``:
+the lock, the stop request, the ``JobProgress`` callback and the
+evaluate → train → save → record skeleton), so a pretraining job is a job of
+another kind: one at a time per machine, a live loss curve in
+``metrics.jsonl``, Cancel through a STOP file, a truthful "failed" for a dead
+process. What is its own: the model starts from random weights
+(``LlamaForCausalLM(config)``), the data is random windows of a text with no
+labels but the text itself, a ``TextSamples`` callback writes what the model
+would write every few steps, and the model and its tokenizer are saved with
+``save_pretrained`` (safetensors), atomically.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,15 +23,17 @@ from typing import Any
 
 import torch
 
-from core.finetune.callback import JobProgress, StopRequest
-from core.finetune.jobfolder import PRETRAIN, JobFolder
-from core.finetune.launcher import run_in_job_folder
+from core.jobs.folder import JobFolder
+from core.jobs.launcher import run_in_job_folder
+from core.jobs.progress import JobProgress
+from core.jobs.stop import StopRequest
+from core.jobs.training import TrainingResult, TrainingRun, run_training, trainer_scratch
 from core.models import resolve_device
 from core.pretrain.architecture import llama_config
 from core.pretrain.config import PretrainConfig
 from core.pretrain.corpus import first_word
 from core.pretrain.jobs import CORPUS_FILE
-from core.pretrain.library import save_tiny_model
+from core.pretrain.library import PRETRAIN, save_tiny_model
 from core.pretrain.samples import TextSamples
 from core.pretrain.sizes import parameter_breakdown, training_flops
 from core.pretrain.tokenizer import CHAR
@@ -119,8 +116,8 @@ def build_trainer(
     return PretrainSetup(trainer, prepared.tokenizer, parameter_breakdown(model).total, str(args.device))
 
 
-def run_pretrain_job(job_dir: Path, echo: bool = True) -> dict[str, Any]:
-    """Run the pretraining job in ``job_dir`` in this process and return its summary (the CLI's ``--json``)."""
+def run_pretrain_job(job_dir: Path, echo: bool = True) -> TrainingResult:
+    """Run the pretraining job in ``job_dir`` in this process and return its result."""
     folder = JobFolder(Path(job_dir))
     echo_to = sys.stderr if echo else None
     threads = torch.get_num_threads()
@@ -137,100 +134,54 @@ def model_dir_of(folder: JobFolder) -> Path:
     return Path(recorded) if recorded else folder.path / "model"
 
 
-def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> dict[str, Any]:
+def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> TrainingResult:
     config = PretrainConfig.from_dict(folder.config_dict())
     text = folder.file(CORPUS_FILE).read_text(encoding="utf-8")
     corpus = folder.status().get("corpus") or {}
     folder.update_status(phase="tokenizing")
     prepared = prepare_corpus(config, text)
     progress = JobProgress(folder, stop, started, echo)
-    scratch = folder.path / ".trainer"
-    setup = build_trainer(config, prepared, scratch, [progress])
-    samples = TextSamples(
-        folder,
-        setup.tokenizer,
-        config.sample_prompt or first_word(text, then_space=config.tokenizer == CHAR),
-        config.sample_chars,
-        config.context,
-        config.sample_every,
-        config.seed,
-        echo,
-    )
-    trainer = setup.trainer
-    trainer.add_callback(samples)  # after JobProgress, which has already logged the step
-    try:
-        folder.update_status(
-            phase="evaluating", max_steps=config.max_steps, parameters=setup.parameters, vocabulary=len(setup.tokenizer)
+    with trainer_scratch() as scratch:
+        setup = build_trainer(config, prepared, scratch, [progress])
+        samples = TextSamples(
+            folder,
+            setup.tokenizer,
+            config.sample_prompt or first_word(text, then_space=config.tokenizer == CHAR),
+            config.sample_chars,
+            config.context,
+            config.sample_every,
+            config.seed,
+            echo,
         )
-        eval_loss_before = float(trainer.evaluate()["eval_loss"])
-        train_metrics: dict[str, Any] = {}
-        if not stop.requested():
-            train_metrics = trainer.train().metrics
-        steps = trainer.state.global_step
-        partial = steps < config.max_steps
-        samples.write(setup.model, steps)  # the last sample, also for a run stopped between samples
-        last_eval = next((r for r in reversed(progress.rows) if r["eval_loss"] is not None), None)
-        if last_eval is not None and last_eval["step"] == steps:
-            eval_loss_after = last_eval["eval_loss"]
-        else:
-            folder.update_status(phase="evaluating")
-            eval_loss_after = float(trainer.evaluate()["eval_loss"])
-        losses = [r["loss"] for r in progress.rows if r["loss"] is not None]
-        tokens_seen = int(trainer.state.num_input_tokens_seen)
-        train_seconds = max(0.0, float(train_metrics.get("train_runtime", 0.0)) - progress.eval_seconds_in_training)
-        model_dir = None
-        info = {
-            "corpus": corpus.get("name", config.corpus),
-            "corpus_characters": len(text),
-            "corpus_tokens": prepared.split.total,
-            "tokenizer": config.tokenizer,
-            "vocabulary": len(setup.tokenizer),
-            "size": config.size.to_dict(),
-            "parameters": setup.parameters,
-            "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
-            "steps": steps,
-            "max_steps": config.max_steps,
-            "partial": partial,
-            "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None,
-            "eval_loss_before": eval_loss_before,
-            "eval_loss_after": eval_loss_after,
-            "tokens_seen": tokens_seen,
-            "tokens_per_second": tokens_seen / train_seconds if train_seconds > 0 else None,
-            "training_flops": training_flops(setup.parameters, tokens_seen),
-            "train_seconds": train_seconds,
-            "device": setup.device,
-            "samples": samples.rows,
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        if steps > 0:
-            folder.update_status(phase="saving")
-            info["seconds"] = time.time() - started
-            model_dir = str(save_tiny_model(setup.model, setup.tokenizer, model_dir_of(folder), info))
-        result = {
-            "model_dir": model_dir,
-            "parameters": setup.parameters,
-            "loss_first": info["loss_first"],
-            "loss_last": info["loss_last"],
-            "seconds": time.time() - started,
-            "steps": steps,
-            "partial": partial,
-            "eval_loss_before": eval_loss_before,
-            "eval_loss_after": eval_loss_after,
-            "tokens_seen": tokens_seen,
-            "tokens_per_second": info["tokens_per_second"],
-            "training_flops": info["training_flops"],
-            "job_dir": str(folder.path),
-            "status": "cancelled" if partial else "done",
-        }
-        folder.update_status(
-            status=result["status"],
-            phase="finished",
-            step=steps,
-            partial=partial,
-            result=result,
-            finished_at=time.time(),
-        )
-        return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        setup.trainer.add_callback(samples)  # after JobProgress, which has already logged the step
+        folder.update_status(vocabulary=len(setup.tokenizer))
+
+        def save(result: TrainingResult) -> Path:
+            info = {
+                "corpus": corpus.get("name", config.corpus),
+                "corpus_characters": len(text),
+                "corpus_tokens": prepared.split.total,
+                "tokenizer": config.tokenizer,
+                "vocabulary": len(setup.tokenizer),
+                "size": config.size.to_dict(),
+                "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
+                **pretrain_summary(result),
+                "max_steps": result.max_steps,
+                "train_seconds": result.train_seconds,
+                "device": setup.device,
+                "samples": samples.rows,
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            }
+            return save_tiny_model(setup.model, setup.tokenizer, model_dir_of(folder), info)
+
+        def last_sample(steps: int) -> None:
+            samples.write(setup.model, steps)  # the last sample, also for a run stopped between samples
+
+        run = TrainingRun(setup.trainer, config.max_steps, save, setup.parameters, after_train=last_sample)
+        return run_training(folder, run, progress, stop, started)
+
+
+def pretrain_summary(result: TrainingResult) -> dict[str, Any]:
+    """The CLI's ``--json`` for a pretraining run, with its compute (6·N·D)."""
+    flops = training_flops(result.parameters or 0, result.tokens_seen)
+    return {**result.summary({"output_dir": "model_dir"}), "training_flops": flops}

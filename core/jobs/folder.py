@@ -1,93 +1,59 @@
-"""A training job's folder: the files it is made of, and how to read its state.
+"""A job's folder: the files it is made of, and how to read its state.
 
 Everything a page needs to follow a job is a file, so a page can poll from
 any process (a refreshed tab, a second browser) and the job itself knows
-nothing about who watches. A job has a kind (``finetune`` or ``pretrain``);
-the files every kind shares, and a fine-tuning job's own::
+nothing about who watches. Every kind of job (fine-tuning, pretraining, a
+duration estimate, a scaling ladder) has these files; a kind adds its own
+inputs and outputs beside them::
 
-    <job>/config.json     the job's config (a FinetuneConfig, or core.pretrain's PretrainConfig)
+    <job>/config.json     the job's config (the kind's own config dataclass)
     <job>/status.json     kind, queued | running | done | failed | cancelled, phase, step, error, result
     <job>/process.json    pid and start time of the job process
     <job>/metrics.jsonl   one JSON object per step or evaluation
     <job>/job.log         the job process's stdout and stderr
     <job>/STOP            present when someone asked the job to stop
-    <job>/dataset.json    fine-tuning: which dataset, and the sizes of its splits
-    <job>/train.jsonl     fine-tuning: the training split, as the job will read it
-    <job>/eval.jsonl      fine-tuning: the held-out split
-    <job>/adapter/        fine-tuning: the saved LoRA adapter (written atomically, last)
 
-JSON files are replaced atomically (temp file, fsync, ``os.replace``), so a
-reader sees the old state or the new one, never half of one. Metrics are
-appended one whole line per write; a reader ignores a trailing line that is
-not complete yet.
+JSON files are replaced atomically (``core.jobs.files``), so a reader sees the
+old state or the new one, never half of one. Metrics are appended one whole
+line per write; a reader ignores a trailing line that is not complete yet.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from core.errors import InvalidInput
-from core.finetune.config import FinetuneConfig
-from core.finetune.datasets import BUILTIN_DATASETS, FinetuneDataset, parse_examples
-from core.finetune.paths import check_name, jobs_root
-from core.finetune.processes import ProcessId
+from core.jobs.files import read_json, write_json_atomic
+from core.jobs.paths import check_name
+from core.jobs.processes import ProcessId
 
-FINETUNE, PRETRAIN = "finetune", "pretrain"
-KIND_NAMES = {FINETUNE: "fine-tuning", PRETRAIN: "pretraining"}  # as a sentence names a job of that kind
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = frozenset({"queued", "running"})
-DIED = "The training process stopped unexpectedly (it was killed or crashed) without saving its result."
+DIED = "The process stopped unexpectedly (it was killed or crashed) without saving its result."
 
 
-@contextmanager
-def folder_replaced_atomically(target: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``target``; when the block ends without error, it becomes ``target``.
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: how status.json and the lock name it, and how a sentence does.
 
-    A crash or a full disk part-way leaves the previous ``target`` (or none), never a half-written one.
+    ``command`` is what follows ``python -m core`` to run a prepared folder of
+    this kind in its own process (``--job-dir <folder>`` is added).
     """
-    target = Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    old = target.with_name(f".{target.name}.old")
-    try:
-        yield tmp
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+
+    name: str
+    title: str
+    command: tuple[str, ...]
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON in one step; on any error the old file stays as it was."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)  # serialise first: a bad value writes nothing
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class FromDict(Protocol):
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any: ...
 
 
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``, or None if it does not exist."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+R = TypeVar("R", bound=FromDict)
 
 
 class JobFolder:
@@ -109,10 +75,6 @@ class JobFolder:
         return self.path / "job.log"
 
     @property
-    def adapter_dir(self) -> Path:
-        return self.path / "adapter"
-
-    @property
     def stop_path(self) -> Path:
         return self.path / "STOP"
 
@@ -124,23 +86,6 @@ class JobFolder:
         if data is None:
             raise InvalidInput(f"{self.path} is not a job folder (it has no config.json).")
         return data
-
-    def config(self) -> FinetuneConfig:
-        return FinetuneConfig.from_dict(self.config_dict())
-
-    def kind(self) -> str:
-        """``finetune`` or ``pretrain``; folders from before kinds existed are fine-tuning jobs."""
-        return self.status().get("kind") or FINETUNE
-
-    def dataset(self) -> FinetuneDataset:
-        info = read_json(self.file("dataset.json")) or {}
-        name = info.get("name", "dataset")
-        splits = [
-            tuple(parse_examples(self.file(f"{split}.jsonl").read_bytes(), f"{split}.jsonl", min_rows=1))
-            for split in ("train", "eval")
-        ]
-        builtin = BUILTIN_DATASETS.get(name) if info.get("builtin") else None
-        return FinetuneDataset(name, splits[0], splits[1], builtin)
 
     def status(self) -> dict[str, Any]:
         return read_json(self.file("status.json")) or {}
@@ -187,50 +132,37 @@ class JobFolder:
 
 
 def new_job_folder(job_dir: Path, config: dict[str, Any]) -> JobFolder:
-    """Create an empty job folder holding ``config.json``; the caller adds its inputs, then ``mark_queued``."""
+    """Fill an empty (or new) job folder with ``config.json``; the caller adds its inputs, then ``mark_queued``."""
     job_dir = Path(job_dir)
     if job_dir.exists() and any(job_dir.iterdir()):
-        raise InvalidInput(f"{job_dir} already exists and is not empty: choose a new folder for the job.")
+        raise InvalidInput(f"The folder {job_dir.name!r} already holds files: give the job a new folder.")
     job_dir.mkdir(parents=True, exist_ok=True)
     folder = JobFolder(job_dir)
     write_json_atomic(folder.file("config.json"), config)
     return folder
 
 
-def mark_queued(folder: JobFolder, kind: str, **facts: Any) -> None:
+def mark_queued(folder: JobFolder, kind: JobKind, **facts: Any) -> None:
     """Write status.json, last: a folder with a status is complete (other ranks wait for it).
 
     ``facts`` are what a kind of job records about itself from the start (a pretraining job: its corpus).
     """
     folder.update_status(
-        kind=kind, status="queued", phase="queued", step=0, max_steps=None, created_at=time.time(), **facts
+        kind=kind.name, status="queued", phase="queued", step=0, max_steps=None, created_at=time.time(), **facts
     )
-
-
-def create_job(config: FinetuneConfig, job_dir: Path, dataset: FinetuneDataset) -> JobFolder:
-    """Write a new fine-tuning job folder, status ``queued``; the job reads only what is written here."""
-    config.validate()
-    folder = new_job_folder(job_dir, config.to_dict())
-    dataset.write(folder.path)
-    write_json_atomic(
-        folder.file("dataset.json"),
-        {
-            "name": dataset.name,
-            "builtin": dataset.builtin is not None,
-            "train_examples": len(dataset.train),
-            "eval_examples": len(dataset.eval),
-        },
-    )
-    mark_queued(folder, FINETUNE)
-    return folder
 
 
 @dataclass
 class JobState:
-    """What a page shows about a job, read from its folder."""
+    """What a page shows about a job, read from its folder.
+
+    ``result`` is the kind's result as JSON; ``result_as(cls)`` reads it as the
+    kind's own dataclass.
+    """
 
     name: str
     path: Path
+    kind: str
     status: str
     phase: str
     step: int
@@ -239,13 +171,12 @@ class JobState:
     elapsed: float | None  # seconds since the job started (to its end, once finished)
     eta: float | None  # seconds left, from the measured step rate; None until a step is done
     error: str | None
-    partial: bool  # stopped early: the adapter has what was learned so far
-    adapter_dir: Path | None
+    partial: bool  # stopped early: what it saved holds what was learned so far
     config: dict[str, Any]
     result: dict[str, Any] | None
     created_at: float | None
+    stop_requested: bool = False
     metrics: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    kind: str = FINETUNE
 
     @property
     def active(self) -> bool:
@@ -254,6 +185,9 @@ class JobState:
     @property
     def finished(self) -> bool:
         return not self.active
+
+    def result_as(self, cls: type[R]) -> R | None:
+        return None if self.result is None else cls.from_dict(self.result)
 
 
 def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
@@ -265,7 +199,7 @@ def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
     folder = JobFolder(job_dir)
     status = folder.status()
     if not status:
-        raise InvalidInput(f"{job_dir} is not a job folder (it has no status.json).")
+        raise InvalidInput(f"{Path(job_dir).name!r} is not a job folder (it has no status).")
     if status.get("status") in ACTIVE:
         process = folder.process()
         if process is not None and not process.alive():
@@ -294,10 +228,10 @@ def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
     if status.get("status") == "running" and train_started and step and max_steps:
         per_step = (now - train_started) / step
         eta = per_step * max(0, max_steps - step) + float(status.get("eval_seconds") or 0)
-    adapter = folder.adapter_dir
     return JobState(
         name=folder.name,
         path=folder.path,
+        kind=status.get("kind", ""),
         status=status.get("status", "queued"),
         phase=status.get("phase", ""),
         step=step,
@@ -307,12 +241,11 @@ def read_job(job_dir: Path, with_metrics: bool = True) -> JobState:
         eta=eta,
         error=status.get("error"),
         partial=bool(status.get("partial")),
-        adapter_dir=adapter if (adapter / "adapter_config.json").is_file() else None,
         config=read_json(folder.file("config.json")) or {},
         result=status.get("result"),
         created_at=status.get("created_at"),
+        stop_requested=folder.stop_requested(),
         metrics=folder.metrics() if with_metrics else [],
-        kind=status.get("kind") or FINETUNE,
     )
 
 
@@ -327,17 +260,16 @@ def _last_log_line(log: Path, max_bytes: int = 4096) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def find_job(name: str, root: Path | None = None) -> Path:
-    """The folder of the job called ``name`` (e.g. from a page's URL), checked to be a real job."""
-    path = (root or jobs_root()) / check_name(name, "job name")
+def find_job(root: Path, name: str, kind: JobKind) -> Path:
+    """The folder of the ``kind`` job called ``name`` under ``root`` (e.g. from a page's URL), checked to be real."""
+    path = root / check_name(name, "job name")
     if not JobFolder(path).file("status.json").is_file():
-        raise InvalidInput(f"There is no fine-tuning job called {name!r}.")
+        raise InvalidInput(f"There is no {kind.title} job called {name!r}.")
     return path
 
 
-def list_jobs(root: Path | None = None) -> list[JobState]:
+def list_jobs(root: Path) -> list[JobState]:
     """Every job under ``root``, newest first (without their metrics, to stay cheap)."""
-    root = root or jobs_root()
     if not root.is_dir():
         return []
     jobs = [

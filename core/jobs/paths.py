@@ -1,12 +1,11 @@
-"""Where training jobs live on disk, and which names are safe to use there.
+"""Where LLM Lab keeps what it writes for itself, and which names are safe to use there.
 
-Everything LLM Lab writes for itself (not a cache it could rebuild) sits under
-one data folder: ``$LLM_LAB_DATA`` if set, else ``data/`` at the repository
-root (git ignores it). Fine-tuning jobs go to ``<data>/finetune/jobs/<job name>/``;
-a job that finished with an adapter *is* a saved adapter, so the adapters list
-is the jobs list filtered. Pretraining keeps its own folders under
-``<data>/pretrain/`` (``core.pretrain.jobs``). The machine-wide lock that lets
-one training job of any kind run at a time is ``<data>/job.lock``.
+Everything LLM Lab writes that it could not rebuild (jobs, adapters, tiny
+models, class rooms) sits under one data folder: ``$LLM_LAB_DATA`` if set,
+else ``data/`` at the repository root (git ignores it). Each kind of job
+keeps its folders below it (``<data>/finetune/jobs/``, ``<data>/pretrain/jobs/``
+...); the machine-wide lock that lets one training job of any kind run at a
+time is ``<data>/job.lock``.
 
 Names come from people (a rename box, a job id in a page's URL), so every name
 is checked before it touches a path: no separators, no ``..``, nothing hidden,
@@ -35,13 +34,8 @@ def data_root() -> Path:
     return Path(override).expanduser() if override else REPO_ROOT / "data"
 
 
-def jobs_root() -> Path:
-    """The folder holding one sub-folder per fine-tuning job."""
-    return data_root() / "finetune" / "jobs"
-
-
 def lock_path() -> Path:
-    """The lock that keeps training (fine-tuning or pretraining) to one job at a time on this machine."""
+    """The lock that keeps training (of any kind) to one job at a time on this machine."""
     return data_root() / "job.lock"
 
 
@@ -72,14 +66,33 @@ def slug(text: str) -> str:
     return cleaned[:32] or "job"
 
 
-def new_job_name(label: str, root: Path) -> str:
-    """``<label>-<UTC date-time>``, with a counter if that folder already exists."""
+def claim_new_folder(root: Path, label: str) -> Path:
+    """Create and return ``root/<label>-<UTC date-time>``, with a counter if that name is taken.
+
+    ``mkdir`` either creates the folder or fails, so two starts in the same
+    second can never get the same folder.
+    """
+    root.mkdir(parents=True, exist_ok=True)
     base = f"{slug(label)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    name, n = base, 1
-    while (root / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    n = 1
+    while True:
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def claim_named_folder(root: Path, name: str, what: str = "name") -> Path:
+    """Create ``root/<name>`` for a checked ``name``, or say that the name is taken."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = child_folder(root, name, what)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise InvalidInput(f"The {what} {path.name!r} is already taken: choose another.") from None
+    return path
 
 
 def child_folder(root: Path, name: str, what: str = "name") -> Path:

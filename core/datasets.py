@@ -1,4 +1,7 @@
-"""Examples to fine-tune on: the built-in datasets, and files people upload.
+"""Tasks as examples: the built-in datasets, files people upload, and items typed on a page.
+
+Fine-tuning learns from a dataset's training split; compare and the prompt
+lab take their few-shot examples from it and ask its held-out split.
 
 Each built-in dataset was written for LLM Lab, is small enough to show a clear
 effect in a minute or two on two CPU cores, ships with a held-out evaluation
@@ -20,6 +23,7 @@ never starts a job.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -30,37 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
+from core.prompts import ROLES, Example, normalise
 from core.tokens import decode_bytes
 
-DATA_DIR = Path(__file__).parent / "builtin"  # not "data/": .gitignore keeps every data/ folder out
+DATA_DIR = Path(__file__).parent / "builtin_data"  # not "data/": .gitignore keeps every data/ folder out
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_ROW_CHARS = 8_000  # per row, prompt + completion; the token limit is checked again at training time
 MIN_ROWS = 10  # a few for evaluation, the rest to learn from
 MAX_PROBLEMS_LISTED = 5
-ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training example: a user prompt and the completion the model should learn.
-
-    ``context`` holds (role, content) turns that come before the prompt in a
-    chat upload (a system message, earlier turns). The loss only ever counts
-    the completion.
-    """
-
-    prompt: str
-    completion: str
-    context: tuple[tuple[str, str], ...] = ()
-
-    def prompt_messages(self) -> list[dict[str, str]]:
-        """The chat messages up to and including the user prompt."""
-        return [{"role": r, "content": c} for r, c in self.context] + [{"role": "user", "content": self.prompt}]
-
-    def to_json(self) -> dict[str, Any]:
-        if self.context:
-            return {"messages": [*self.prompt_messages(), {"role": "assistant", "content": self.completion}]}
-        return {"prompt": self.prompt, "completion": self.completion}
 
 
 PIRATE_WORDS = re.compile(
@@ -130,7 +111,7 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
 
 
 @dataclass(frozen=True)
-class FinetuneDataset:
+class Dataset:
     """A dataset split into training and held-out evaluation examples."""
 
     name: str
@@ -141,6 +122,12 @@ class FinetuneDataset:
     def hit(self, example: Example, answer: str) -> bool:
         """Whether a generated answer reaches the target (uploads: matches the completion exactly)."""
         return (self.builtin.hit if self.builtin else _exact)(example, answer)
+
+    def judge(self, example: Example, answer: str, normalised: bool = True) -> bool:
+        """The dataset's own check; where that check is an exact match, ``normalised`` folds case and punctuation."""
+        if normalised and self.judges_exact:
+            return normalise(answer) == normalise(example.completion)
+        return self.hit(example, answer)
 
     @property
     def judges_exact(self) -> bool:
@@ -169,7 +156,7 @@ class FinetuneDataset:
             (folder / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def load_builtin(name: str) -> FinetuneDataset:
+def load_builtin(name: str) -> Dataset:
     """A built-in dataset with its shipped split."""
     spec = BUILTIN_DATASETS.get(name)
     if spec is None:
@@ -177,10 +164,10 @@ def load_builtin(name: str) -> FinetuneDataset:
     train_file, eval_file = spec.files()
     train = parse_examples(train_file.read_bytes(), train_file.name)
     evaluation = parse_examples(eval_file.read_bytes(), eval_file.name, min_rows=1)
-    return FinetuneDataset(name, tuple(train), tuple(evaluation), spec)
+    return Dataset(name, tuple(train), tuple(evaluation), spec)
 
 
-def load_dataset(name_or_path: str, eval_fraction: float = 0.2, seed: int = 0) -> FinetuneDataset:
+def load_dataset(name_or_path: str, eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """A built-in dataset by name, or a .csv / .jsonl file split with ``seed``."""
     if name_or_path in BUILTIN_DATASETS:
         return load_builtin(name_or_path)
@@ -196,11 +183,11 @@ def load_dataset(name_or_path: str, eval_fraction: float = 0.2, seed: int = 0) -
     return parse_upload(path.read_bytes(), path.name, eval_fraction, seed)
 
 
-def parse_upload(raw: bytes, filename: str, eval_fraction: float = 0.2, seed: int = 0) -> FinetuneDataset:
+def parse_upload(raw: bytes, filename: str, eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Validate an uploaded file and split it into train and eval, deterministically for ``seed``."""
     examples = parse_examples(raw, filename)
     train, evaluation = split_examples(examples, eval_fraction, seed)
-    return FinetuneDataset(Path(filename).stem or "upload", train, evaluation)
+    return Dataset(Path(filename).stem or "upload", train, evaluation)
 
 
 def split_examples(
@@ -242,7 +229,7 @@ def parse_examples(raw: bytes, filename: str, min_rows: int = MIN_ROWS) -> list[
     problems: list[str] = []
     for line, row in rows:
         try:
-            examples.append(_check_length(_example_from(row)))
+            examples.append(dataclasses.replace(_check_length(_example_from(row)), source=f"line {line}"))
         except InvalidInput as exc:
             problems.append(f"line {line}: {exc}")
     if problems:
@@ -282,6 +269,11 @@ def _jsonl_rows(text: str) -> Iterable[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:  # e.g. [[[[...]]]] thousands deep: Python's parser gives up
+            yield (
+                number,
+                InvalidInput("nested too deeply to be a row: give a flat object with 'prompt' and 'completion'"),
+            )
 
 
 def _text(value: Any, what: str) -> str:
@@ -325,3 +317,13 @@ def _check_length(example: Example) -> Example:
     if size > MAX_ROW_CHARS:
         raise InvalidInput(f"{size:,} characters, more than the {MAX_ROW_CHARS:,} allowed per row")
     return example
+
+
+def typed_items(text: str) -> list[Example]:
+    """Prompts typed one per line; ``prompt => expected`` adds an expected answer."""
+    examples = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        prompt, _, expected = line.partition("=>")
+        if prompt.strip():
+            examples.append(Example(prompt.strip(), expected.strip(), source=f"line {number}"))
+    return examples

@@ -1,4 +1,4 @@
-"""The Trainer callback that reports a job's progress, and the stop request it obeys.
+"""The Trainer callbacks that report a job's progress and obey its stop request.
 
 The training loop is transformers' own; it knows nothing of pages or files.
 ``JobProgress`` listens to it and writes what a watcher needs into the job
@@ -12,62 +12,13 @@ the job can save what it has learned so far.
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
-from types import FrameType
 from typing import Any, TextIO
 
-import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from core.finetune.jobfolder import JobFolder
-
-
-class StopRequest:
-    """A STOP file or a signal asks the job to stop after the current step.
-
-    Used as a context manager, it turns SIGTERM and SIGINT into a request
-    (restoring the previous handlers on exit); a second signal interrupts at
-    once, for a job that must not wait for a slow step.
-    """
-
-    def __init__(self, folder: JobFolder) -> None:
-        self.folder = folder
-        self.signal_name: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def requested(self) -> bool:
-        return self.signal_name is not None or self.folder.stop_requested()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal_name is not None:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
-        print(f"{self.signal_name} received: stopping after the current step.", file=sys.stderr, flush=True)
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():  # Python only allows handlers there
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-
-def any_rank(flag: bool, device: Any) -> bool:
-    """True if ``flag`` is set on any process of a distributed run, so all ranks stop at the same step."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor(int(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+from core.jobs.folder import JobFolder
+from core.jobs.stop import StopRequest, any_rank
 
 
 class JobProgress(TrainerCallback):
