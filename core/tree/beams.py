@@ -1,0 +1,169 @@
+"""Beam search: the ``width`` likeliest continuations, grown one depth at a time, and greedy beside them.
+
+Greedy takes the single likeliest token at each step and can miss a
+continuation whose first token is less likely but whose whole is more likely;
+beam search keeps ``width`` candidates to find such paths. Showing both, and
+whether they differ, is the point of the page built on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.errors import InvalidInput
+from core.models import LoadedModel
+from core.tree.growth import (
+    MAX_BEAMS,
+    ForwardMany,
+    Growing,
+    _forward_many,
+    advance,
+    check_count,
+    check_depth,
+    prompt_ids_with_room,
+    start,
+    token_texts,
+)
+
+MAX_LENGTH_PENALTY = 2.0
+
+
+@dataclass(frozen=True)
+class Beam:
+    """One continuation: its tokens, each one's log-probability, their sum and the score it was ranked by.
+
+    ``score`` is ``logprob / len(ids) ** length_penalty`` (equal to ``logprob``
+    with no penalty). ``finished``: it ended with an end-of-sequence token.
+    """
+
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    logprob: float
+    score: float
+    finished: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "tokens": list(self.tokens),
+            "logprob": self.logprob,
+            "logprobs": list(self.logprobs),
+            "score": self.score,
+            "finished": self.finished,
+        }
+
+
+@dataclass(frozen=True)
+class BeamSearch:
+    """The beams found, best first, and the greedy path (width 1) beside them."""
+
+    model: str
+    prompt_ids: tuple[int, ...]
+    width: int
+    depth: int
+    length_penalty: float
+    beams: tuple[Beam, ...]
+    greedy: Beam
+
+    @property
+    def differs_from_greedy(self) -> bool:
+        return self.beams[0].ids != self.greedy.ids
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "prompt_ids": list(self.prompt_ids),
+            "width": self.width,
+            "depth": self.depth,
+            "length_penalty": self.length_penalty,
+            "beams": [b.to_json() for b in self.beams],
+            "greedy": self.greedy.to_json(),
+            "differs_from_greedy": self.differs_from_greedy,
+        }
+
+
+def _score(logprob: float, length: int, length_penalty: float) -> float:
+    return logprob / length**length_penalty if length else logprob
+
+
+def _beam(lm: LoadedModel, path: Growing, length_penalty: float) -> Beam:
+    logprob = path.logprob
+    score = _score(logprob, len(path.ids), length_penalty)
+    return Beam(tuple(path.ids), token_texts(lm, path.ids), tuple(path.logprobs), logprob, score, path.finished)
+
+
+def _best_steps(beams: list[Growing], width: int, length_penalty: float) -> list[tuple[Growing, int | None]]:
+    """The ``width`` best of: finished beams as they are (token None), and live beams each extended by a token.
+
+    A live beam offers only its ``width`` likeliest tokens: no more than
+    ``width`` can survive. Ties keep the earlier candidate (the sort is stable).
+    """
+    candidates: list[tuple[float, Growing, int | None]] = []
+    for beam in beams:
+        if beam.finished:
+            candidates.append((_score(beam.logprob, len(beam.ids), length_penalty), beam, None))
+            continue
+        assert beam.next_logprobs is not None
+        top = torch.topk(beam.next_logprobs, width)
+        for lp, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            candidates.append((_score(beam.logprob + lp, len(beam.ids) + 1, length_penalty), beam, int(token)))
+    candidates.sort(key=lambda c: -c[0])
+    return [(beam, token) for _, beam, token in candidates[:width]]
+
+
+def check_beam_search(width: int, depth: int, length_penalty: float) -> float:
+    """Refuse a width, depth or length penalty out of range (before any model is loaded); the penalty as a float."""
+    check_count(width, 1, MAX_BEAMS, "The beam width must be between {low} and {high}; got {value!r}.")
+    check_depth(depth)
+    alpha = length_penalty
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= MAX_LENGTH_PENALTY:
+        raise InvalidInput(f"The length penalty must be between 0 and {MAX_LENGTH_PENALTY:g}; got {alpha!r}.")
+    return float(alpha)
+
+
+def beam_search(
+    lm: LoadedModel,
+    prompt: str,
+    width: int = 4,
+    depth: int = 8,
+    length_penalty: float = 0.0,
+    chat: bool = False,
+    forward_many: ForwardMany = _forward_many,
+) -> BeamSearch:
+    """Keep the ``width`` best continuations at each depth, for up to ``depth`` tokens; best first.
+
+    Beams are ranked by ``logprob / length ** length_penalty``: 0 ranks by
+    total log-probability, which favours beams that stop early; 1 by the mean
+    per token. A beam stops at an end-of-sequence token and keeps its place
+    while it stays among the best. The greedy path grows in the same calls,
+    so each depth costs one call to the model whatever the width, and
+    ``width == 1`` is greedy itself.
+    """
+    alpha = check_beam_search(width, depth, length_penalty)
+    prompt_ids = prompt_ids_with_room(lm, prompt, chat, depth)
+    root = start(lm, prompt_ids, forward_many)
+    beams, greedy = [root], root
+    for step in range(depth):
+        if all(b.finished for b in beams) and greedy.finished:
+            break
+        chosen = _best_steps(beams, width, alpha)
+        steps = [(beam, token) for beam, token in chosen if token is not None]
+        greedy_at = None  # where greedy's next step sits in ``steps``
+        if not greedy.finished:
+            assert greedy.logits is not None
+            best = int(torch.argmax(greedy.logits))
+            # Greedy is often a beam too (always at the first depth): then it needs no pass of its own.
+            greedy_at = next((i for i, (b, t) in enumerate(steps) if b is greedy and t == best), len(steps))
+            if greedy_at == len(steps):
+                steps.append((greedy, best))
+        grown = advance(lm, steps, step < depth - 1, forward_many)
+        children = iter(grown)
+        beams = [beam if token is None else next(children) for beam, token in chosen]
+        if greedy_at is not None:
+            greedy = grown[greedy_at]
+    ranked = sorted((_beam(lm, b, alpha) for b in beams), key=lambda b: -b.score)
+    return BeamSearch(lm.display_name, tuple(prompt_ids), width, depth, alpha, tuple(ranked), _beam(lm, greedy, alpha))

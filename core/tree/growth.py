@@ -1,0 +1,159 @@
+"""Paths grown token by token on their own KV caches, every path of a step in one call; a node's children.
+
+Each path keeps the cache its last forward pass returned, so a step feeds it
+one new token, not its whole text. All the paths of one step go to the model
+together through ``_forward_many``: batched where the model offers
+``forward_many``, a loop over ``forward`` until then, so the tree code need
+not change when batching arrives. The limits on widths and depths live here
+too, each with the sentence that refuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.distributions import TokenProb, next_token_distribution
+from core.errors import InvalidInput
+from core.models import LoadedModel
+from core.tokens import check_token_ids, encode_prompt
+
+MAX_BEAMS = 16
+MAX_DEPTH = 32
+MAX_SAMPLES = 64
+MAX_CHILDREN = 50
+
+Request = tuple[list[int], Any, bool]  # (new ids, past KV cache or None, last_only), as LoadedModel.forward takes
+ForwardMany = Callable[[LoadedModel, list[Request]], list[tuple[torch.Tensor, Any]]]
+
+
+def _forward_many(lm: LoadedModel, requests: list[Request]) -> list[tuple[torch.Tensor, Any]]:
+    """Run several independent forward passes as one call: batched by the model where it can, else in turn."""
+    batched = getattr(lm, "forward_many", None)
+    if batched is not None:
+        return list(batched(requests))
+    return _forward_one_by_one(lm, requests)
+
+
+def _forward_one_by_one(lm: LoadedModel, requests: list[Request]) -> list[tuple[torch.Tensor, Any]]:
+    return [lm.forward(ids, past, last_only) for ids, past, last_only in requests]
+
+
+@dataclass(eq=False)
+class Growing:
+    """A continuation being grown: its ids, their log-probs, its cache and the distribution after it."""
+
+    ids: list[int]
+    logprobs: list[float]
+    past: Any = None
+    logits: torch.Tensor | None = None  # float32 [vocab] for the next token; None once finished or at the last depth
+    next_logprobs: torch.Tensor | None = None  # float64 log-softmax of ``logits``
+    finished: bool = False  # ended with an end-of-sequence token
+
+    @property
+    def logprob(self) -> float:
+        return math.fsum(self.logprobs)
+
+    def see(self, logits: torch.Tensor, past: Any) -> Growing:
+        self.logits, self.past = logits, past
+        self.next_logprobs = torch.log_softmax(logits.double(), dim=-1)
+        return self
+
+
+def start(lm: LoadedModel, prompt_ids: list[int], forward_many: ForwardMany) -> Growing:
+    """The empty continuation: one pass over the prompt."""
+    ((logits, past),) = forward_many(lm, [(prompt_ids, None, True)])
+    return Growing([], []).see(logits[-1], past)
+
+
+def advance(
+    lm: LoadedModel, steps: Sequence[tuple[Growing, int]], run_model: bool, forward_many: ForwardMany
+) -> list[Growing]:
+    """Each (parent, token) becomes a child; the unfinished children go to the model in one call.
+
+    A forward pass that continues a transformers ``DynamicCache`` appends to
+    it in place and returns the same object, so two children of one parent
+    cannot both continue the parent's cache: every child but the last gets a
+    deep copy, the last takes the original (parents are dropped after a
+    step). ``run_model`` is False at the last depth, where no next
+    distribution is needed.
+    """
+    eos = lm.eos_token_ids
+    children = []
+    for parent, token in steps:
+        assert parent.next_logprobs is not None, "a finished path has no children"
+        logprob = float(parent.next_logprobs[token])
+        children.append(Growing([*parent.ids, token], [*parent.logprobs, logprob], finished=token in eos))
+    todo = [(child, parent) for child, (parent, _) in zip(children, steps, strict=True) if not child.finished]
+    if not run_model or not todo:
+        return children
+    users: dict[int, int] = {}
+    for _, parent in todo:
+        users[id(parent.past)] = users.get(id(parent.past), 0) + 1
+    requests: list[Request] = []
+    for child, parent in todo:
+        users[id(parent.past)] -= 1
+        past = parent.past if users[id(parent.past)] == 0 else copy.deepcopy(parent.past)
+        requests.append(([child.ids[-1]], past, True))
+    for (child, _), (logits, past) in zip(todo, forward_many(lm, requests), strict=True):
+        child.see(logits[-1], past)
+    return children
+
+
+def check_count(value: int, low: int, high: int, sentence: str) -> int:
+    """``value`` if it is a whole number in [low, high]; else ``sentence`` (with {low}, {high}, {value})."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInput(sentence.format(low=low, high=high, value=value))
+    return value
+
+
+def check_depth(depth: int) -> int:
+    return check_count(depth, 1, MAX_DEPTH, "The depth must be between {low} and {high} tokens; got {value!r}.")
+
+
+def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -> list[int]:
+    """The prompt's ids (plain or chat-templated), refused when ``extra`` more tokens would not fit the context."""
+    ids = encode_prompt(lm, prompt, chat).ids
+    if len(ids) + extra > lm.context_length:
+        raise InvalidInput(
+            f"The prompt has {len(ids):,} tokens, and {extra} more would pass the {lm.context_length:,} that "
+            f"{lm.display_name} reads: shorten the prompt or ask for fewer tokens."
+        )
+    return ids
+
+
+def token_texts(lm: LoadedModel, ids: Sequence[int]) -> tuple[str, ...]:
+    return tuple(lm.tokenizer.decode([i]) for i in ids)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The likeliest children of one node: the tokens that may follow prompt + ``prefix_ids``, likeliest first."""
+
+    prefix_ids: tuple[int, ...]
+    children: tuple[TokenProb, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix_ids": list(self.prefix_ids),
+            "children": [{"token": c.token, "id": c.id, "prob": c.prob, "logprob": c.logprob} for c in self.children],
+        }
+
+
+def expand(lm: LoadedModel, prompt: str, prefix_ids: Sequence[int] = (), k: int = 10, chat: bool = False) -> Expansion:
+    """The ``k`` likeliest tokens after prompt + ``prefix_ids`` (a node's children, for opening it on click).
+
+    One pass over the whole text, memoised per prefix by the next-token cache,
+    so opening the same node twice costs nothing.
+    """
+    check_count(k, 1, MAX_CHILDREN, "The number of children to list must be between {low} and {high}; got {value!r}.")
+    prefix = list(prefix_ids)
+    check_token_ids(lm, prefix, "The ids of the node's path")
+    prompt_ids = prompt_ids_with_room(lm, prompt, chat, len(prefix))
+    dist = next_token_distribution(lm, prompt_ids + prefix)
+    return Expansion(tuple(prefix), tuple(dist.top(k)))
