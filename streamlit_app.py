@@ -1,8 +1,8 @@
 """LLM Lab: the router and the frame every page shares.
 
 Pages live in ``pages/`` and stay thin: they read widgets, call ``core`` and
-draw what it returns. The sidebar (model choice, presentation mode) is drawn
-here once for all pages.
+draw what it returns. The sidebar (the page list, model
+choice, presentation mode) is drawn here once for all pages.
 """
 
 import streamlit as st
@@ -21,7 +21,9 @@ PAGES = [
     st.Page("pages/inside.py", title="Inside the model", icon="🔍", url_path="inside"),
 ]
 
-page = st.navigation(PAGES)
-sidebar()
+# The page list is drawn by the sidebar (st.page_link): Streamlit's own list is switched off in
+# .streamlit/config.toml, so its automatic list of pages/ files never flashes on a first request.
+page = st.navigation(PAGES, position="hidden")
+sidebar(PAGES)
 presentation_css()
 page.run()

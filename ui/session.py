@@ -10,6 +10,7 @@ what to show from the backend's capabilities. Every model a page loads is
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import streamlit as st
 
@@ -202,9 +203,13 @@ def _local_settings() -> None:
         st.caption("Not loaded yet: it loads when a page needs it.")
 
 
-def sidebar() -> None:
+def sidebar(pages: list[Any]) -> None:
+    """The page list (the router's ``st.Page`` objects, as links), then this session's model and presentation mode."""
     _init()
     with st.sidebar:
+        for page in pages:
+            st.page_link(page)
+        st.divider()
         st.subheader("Model")
         choice(
             "Where the model runs",

@@ -11,8 +11,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 RECORD_NAV = """
 window.__navSeen = [];
 new MutationObserver(() => {
-  for (const a of document.querySelectorAll('[data-testid="stSidebarNav"] a, [data-testid="stSidebarNavLink"]')) {
-    window.__navSeen.push(a.innerText.trim());
+  const links = '[data-testid="stSidebarNav"] a, [data-testid="stSidebarNavLink"], [data-testid="stPageLink"] a';
+  for (const a of document.querySelectorAll(links)) {
+    window.__navSeen.push(a.innerText.trim().split('\\n').pop().trim());
   }
 }).observe(document, {childList: true, subtree: true});
 """
@@ -24,7 +25,7 @@ def test_a_fresh_server_opened_at_a_page_url_draws_the_router_frame_first(browse
         page = watched_page(context)
         page.add_init_script(RECORD_NAV)
         page.goto(f"{url}/build", wait_until="domcontentloaded")
-        page.get_by_text("Build your own").first.wait_for(timeout=180_000)
+        page.get_by_text("Text is its own label").first.wait_for(timeout=180_000)  # the page itself
         page.get_by_text("Where the model runs").wait_for(timeout=60_000)  # the router's sidebar
         seen = set(page.evaluate("window.__navSeen"))
         shot(page, "first-request")
