@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from core.backends import OpenAIBackend
+from core.backends import OpenAIBackend, list_models
+from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
 from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
 from core.distributions import SamplingSettings
 from core.errors import LabError
@@ -129,7 +130,18 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "api-model-empty": (lambda: OpenAIBackend("  ", base_url="http://127.0.0.1:1/v1"), "Name the model"),
         "api-connection-refused": (
             lambda: OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
-            "No server is running",
+            "No server is running at 127.0.0.1:9 ",
+        ),
+        "api-url-bad-port": (lambda: OpenAIBackend("m", base_url="http://127.0.0.1:99999/v1"), "http"),
+        "api-url-with-credentials": (
+            lambda: OpenAIBackend("m", base_url=f"http://user:{SECRET}@127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
+            r"^No server is running at 127\.0\.0\.1:9 ",
+        ),
+        "api-url-not-allowed": (
+            lambda: _with_env(
+                {ALLOWED_BASE_URLS_ENV: "https://api.openai.com/v1"}, OpenAIBackend, "m", "http://10.0.0.5/v1"
+            ),
+            r"may only contact the API servers it was started with \(LLM_LAB_API_BASE_URLS\): https://api\.openai",
         ),
     }
     if api_url:
@@ -146,6 +158,18 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
                 lambda: OpenAIBackend("nope", base_url=api_url).next_token("Hi", chat=True),
                 "nope",
             ),
+            "api-error-page-body": (
+                lambda: OpenAIBackend("gpt-nope", base_url=api_url).next_token("Hi", chat=True),
+                r"^(?!.*does not exist).*answered 404 Not Found for model 'gpt-nope'",
+            ),
+            "api-web-page-answer": (
+                lambda: list_models(api_url.replace("/v1", "/web-page/v1")),
+                r"^(?!.*intranet).*not in the OpenAI API's format",
+            ),
+            "api-model-list-not-openai": (
+                lambda: list_models(api_url.replace("/v1", "/json-list/v1")),
+                r"^(?!.*internal-host).*not a list of models",
+            ),
         }
     accepted: dict[str, Callable] = {
         "prompt-control-characters": lambda: _round_trip(lm, "tab\there, bell\x07, null\x00 end"),
@@ -155,8 +179,25 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+        "api-other-url-no-server-key": lambda: _with_env(
+            {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
+        ),
     }
     return refused, accepted
+
+
+def _with_env(env: dict[str, str], call: Callable, *args: object) -> object:
+    """``call(*args)`` with ``env`` set, as the server would have been started."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        return call(*args)
+
+
+def _server_key_stays_home() -> None:
+    for base_url in ("http://127.0.0.1:8080/v1", "https://api.openai.com.evil.example/v1"):
+        assert resolve_api_key(base_url, None, server_key=True) == NO_KEY_PLACEHOLDER
+    assert resolve_api_key("https://api.openai.com/v1", None, server_key=True) == SECRET
 
 
 def _round_trip(lm, text: str) -> None:

@@ -9,12 +9,17 @@ what to show from the backend's capabilities. Every model a page loads is
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from core.adapter_host import AdapterRef
 from core.backends import OPENAI_BASE_URL, Backend, LocalBackend, OpenAIBackend, list_models
+from core.backends.openai_api import (
+    allowed_base_urls,
+    default_base_url,
+    resolve_base_url,
+    shown_url,
+    uses_server_key,
+)
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
 from core.finetune import list_adapters, saved_adapter
@@ -41,7 +46,11 @@ def _init() -> None:
     st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
     st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
     st.session_state.setdefault(BACKEND, LOCAL)
-    st.session_state.setdefault(API_BASE_URL, os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL))
+    if API_BASE_URL not in st.session_state:
+        try:
+            st.session_state[API_BASE_URL] = default_base_url()
+        except LabError:  # a misconfigured server: the settings say so when they are used
+            st.session_state[API_BASE_URL] = OPENAI_BASE_URL
     st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
     st.session_state.setdefault(API_MODEL, "")
     st.session_state.setdefault(ADAPTER, NO_ADAPTER)
@@ -81,6 +90,7 @@ def current_api_backend() -> OpenAIBackend | None:
             st.session_state[API_MODEL],
             base_url=st.session_state[API_BASE_URL],
             api_key=st.session_state[API_KEY] or None,
+            server_key=True,
         )
     except LabError as exc:
         st.warning(str(exc), icon="🔌")
@@ -89,7 +99,7 @@ def current_api_backend() -> OpenAIBackend | None:
 
 def _list_api_models() -> None:
     try:
-        names = list_models(st.session_state[API_BASE_URL], st.session_state[API_KEY] or None)
+        names = list_models(st.session_state[API_BASE_URL], st.session_state[API_KEY] or None, server_key=True)
     except LabError as exc:
         st.session_state[API_MODELS] = str(exc)
         return
@@ -102,17 +112,42 @@ def _pick_api_model() -> None:
     st.session_state[API_MODEL] = st.session_state[API_PICK]
 
 
+def _key_caption() -> str | None:
+    """What happens to the key, in words that match what ``core`` will send (``uses_server_key``)."""
+    base_url, typed = st.session_state[API_BASE_URL], st.session_state[API_KEY]
+    if typed:
+        return None
+    try:
+        if uses_server_key(base_url, None, True):
+            return f"Using the server's OPENAI_API_KEY: it goes to {shown_url(resolve_base_url(base_url))} only."
+        server_has_key = uses_server_key(None, None, server_key=True)
+    except LabError:
+        return None  # a URL the settings will refuse, with their own sentence
+    if not server_has_key:
+        return None
+    return "The server's OPENAI_API_KEY goes only to the base URL it was started with: this one gets no key."
+
+
 def _api_settings() -> None:
     st.text_input("Base URL", key=API_BASE_URL, help="The API root, e.g. http://127.0.0.1:8000/v1 for vLLM.")
+    try:
+        allowed = allowed_base_urls()
+    except LabError as exc:
+        st.error(str(exc), icon="🔌")
+        allowed = []
+    if allowed:
+        st.caption(f"This server may contact only {', '.join(shown_url(u) for u in allowed)}.")
     st.text_input(
         "API key",
         key=API_KEY,
         type="password",
         help="Kept in this browser session only: never saved, logged or put in the URL. "
-        "Leave empty to use OPENAI_API_KEY, or for servers that need no key.",
+        "Leave empty for servers that need no key, or to use the server's OPENAI_API_KEY "
+        "(sent only to the base URL the server was started with).",
     )
-    if not st.session_state[API_KEY] and os.environ.get("OPENAI_API_KEY"):
-        st.caption("Using OPENAI_API_KEY from the server's environment.")
+    caption = _key_caption()
+    if caption:
+        st.caption(caption)
     st.button("List the server's models", on_click=_list_api_models)
     listed = st.session_state.get(API_MODELS)
     if isinstance(listed, str):
