@@ -22,10 +22,12 @@ from core.backends import OpenAIBackend, list_models
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
 from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
 from core.distributions import SamplingSettings
+from core.embedded import embedded_gguf_path
 from core.errors import LabError
 from core.exports import safe_csv
-from core.finetune import rename_adapter, saved_adapter
+from core.finetune import FinetuneConfig, rename_adapter, saved_adapter
 from core.finetune.adapters import delete_adapter
+from core.finetune.jobs import create_job
 from core.generation import generate
 from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
@@ -46,6 +48,21 @@ def data(tmp_path_factory, lm):
         mp.setenv("LLM_LAB_DATA", str(root))
         saved_adapter_job(lm, KEEP, random_weights=True)
         yield root
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory) -> Path:
+    """Folders and files that are not models, outside the data folder: a person's mistakes with --model."""
+    root = tmp_path_factory.mktemp("bad-models")
+    (root / "empty").mkdir()
+    create_job(FinetuneConfig(), root / "a-job", load_dataset("sentiment"))  # a job folder: a config.json of its own
+    broken = root / "bad-config"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama", ')  # cut short
+    (broken / "model.safetensors").write_bytes(b"")
+    (broken / "tokenizer.json").write_text("{}")
+    (root / "broken.gguf").write_bytes(embedded_gguf_path().read_bytes()[:100_000])
+    return root
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -73,8 +90,9 @@ CSV_HEADER = b"prompt,completion\n"
 GOOD_ROWS = b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
 
 
-def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
-    """Every case, built against the real model (and the strict test server for the API rows)."""
+def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
+    """Every case, built against the real model (the strict test server for the API rows, ``models`` for --model)."""
+    outside = "outside the folders LLM Lab serves"
     refused: dict[str, tuple[Callable, str]] = {
         # prompts
         "prompt-empty": (lambda: encode_prompt(lm, ""), "is empty"),
@@ -102,9 +120,31 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         ),
         # model ids
         "model-nonexistent-id": (lambda: load_model("no-such-org/no-such-model"), "not on this machine"),
-        "model-path-outside": (lambda: check_model_location("/etc"), "outside the folders LLM Lab serves"),
-        "model-relative-escape": (lambda: check_model_location("../../"), "outside the folders"),
-        "model-gguf-outside": (lambda: check_model_location("/tmp/x.gguf"), "outside the folders"),
+        "model-path-outside": (lambda: check_model_location("/etc"), outside),
+        "model-relative-escape": (lambda: check_model_location("../../"), outside),
+        "model-gguf-outside": (lambda: check_model_location("/tmp/x.gguf"), outside),
+        "model-path-a-file": (lambda: load_model("/etc/passwd", restricted=True), outside),
+        "model-path-missing": (lambda: load_model("/etc/no-such-file", restricted=True), outside),
+        "model-path-root-home": (lambda: load_model("/root", restricted=True), outside),
+        "model-gguf-in-etc": (lambda: load_model("/etc/x.gguf", restricted=True), outside),
+        "model-gguf-damaged": (
+            lambda: _with_env(
+                {"LLM_LAB_MODEL_DIRS": str(models)}, load_model, str(models / "broken.gguf"), restricted=True
+            ),
+            r"^Could not read the GGUF file broken\.gguf: it is damaged or not a GGUF file\.$",
+        ),
+        "model-empty-folder": (
+            lambda: load_model(str(models / "empty")),
+            r"is not a model folder: it has no config\.json, no weights \(a \.safetensors file\) and no tokenizer",
+        ),
+        "model-job-folder": (
+            lambda: load_model(str(models / "a-job")),
+            r"is not a model folder: it has no weights \(a \.safetensors file\) and no tokenizer",
+        ),
+        "model-config-not-json": (
+            lambda: load_model(str(models / "bad-config")),
+            r"its config\.json is not valid JSON\.$",
+        ),
         # fine-tuning uploads
         "upload-empty": (upload(b""), "empty"),
         "upload-binary": (upload(b"\x00\x01\x02\xff" * 64), "not valid UTF-8|binary"),
@@ -186,12 +226,12 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
     return refused, accepted
 
 
-def _with_env(env: dict[str, str], call: Callable, *args: object) -> object:
-    """``call(*args)`` with ``env`` set, as the server would have been started."""
+def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: object) -> object:
+    """``call(*args, **kwargs)`` with ``env`` set, as the server would have been started."""
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
-        return call(*args)
+        return call(*args, **kwargs)
 
 
 def _server_key_stays_home() -> None:
@@ -219,8 +259,8 @@ def _doc_ids() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def cases(lm, strict_server):  # noqa: F811 (the imported fixture)
-    return catalogue(lm, strict_server)
+def cases(lm, strict_server, bad_models):  # noqa: F811 (the imported fixture)
+    return catalogue(lm, strict_server, bad_models)
 
 
 def _all_ids() -> list[str]:

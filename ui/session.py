@@ -9,6 +9,8 @@ what to show from the backend's capabilities. Every model a page loads is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.adapter_host import AdapterRef
@@ -23,7 +25,16 @@ from core.backends.openai_api import (
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
 from core.errors import LabError
 from core.finetune import list_adapters, saved_adapter
-from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
+from core.models import (
+    DEFAULT_DTYPE,
+    DTYPES,
+    LoadedModel,
+    is_loaded,
+    load_model,
+    loaded_models,
+    model_key,
+    needs_conversion,
+)
 from ui.widgets import choice
 
 MODEL_NAME = "model_name"
@@ -158,15 +169,21 @@ def _api_settings() -> None:
 
 
 def _load_base() -> LoadedModel:
-    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
-    if is_loaded(name, dtype):
-        return load_model(name, dtype, restricted=True)
-    if needs_conversion(name):
-        message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+    # Every check first, so that not even the spinner's words depend on whether a refused path exists.
+    key = model_key(st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE], restricted=True)
+
+    def load() -> LoadedModel:
+        return load_model(key.name, key.dtype, key.device, restricted=True)
+
+    if key in loaded_models():
+        return load()
+    if needs_conversion(key.name):
+        title = EMBEDDED_DISPLAY_NAME if key.name == EMBEDDED_MODEL else Path(key.name).name
+        message = f"Converting {title} from GGUF once (15–30 s); later starts take a second…"
     else:
-        message = f"Loading {name}…"
+        message = f"Loading {key.name}…"
     with st.spinner(message):
-        return load_model(name, dtype, restricted=True)
+        return load()
 
 
 def current_base_model() -> LoadedModel | None:
