@@ -20,19 +20,20 @@ import pytest
 
 from core.backends import OpenAIBackend, list_models
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
+from core.cli import build_parser
 from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
-from core.distributions import SamplingSettings
+from core.distributions import SamplingSettings, score_text
 from core.embedded import embedded_gguf_path
 from core.errors import LabError
 from core.exports import safe_csv
 from core.finetune import FinetuneConfig, rename_adapter, saved_adapter
 from core.finetune.adapters import delete_adapter
-from core.finetune.jobs import create_job
-from core.generation import generate
+from core.finetune.jobs import check_inputs, create_job
+from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
 from core.prompts import pick_shots
-from core.tokens import MAX_PROMPT_CHARS, decode_bytes, encode_prompt
+from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from tests.adapters import saved_adapter_job
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
 
@@ -114,6 +115,22 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "max-new-tokens-zero": (lambda: list(generate(lm, [1, 2], 0)), "between 1 and 2048"),
         "max-new-tokens-huge": (lambda: list(generate(lm, [1, 2], 10**6)), "between 1 and 2048"),
         "few-shot-too-many": (lambda: pick_shots(load_dataset("sentiment").train, 99, 0), "between 0 and 16"),
+        "alternatives-negative": (
+            lambda: list(generate(lm, [1, 2], 2, alternatives=-3)),
+            r"^The number of alternatives must be between 1 and the vocabulary size \(49,152\); got -3\.$",
+        ),
+        "alternatives-negative-score": (
+            lambda: score_text(lm, "Hello there", alternatives=-3),
+            r"^The number of alternatives must be between 1",
+        ),
+        "seed-above-range": (lambda: seeded_generator(10**23), r"^The seed must be a whole number from -2\^63"),
+        "seed-below-range": (lambda: seeded_generator(-(2**63) - 1), r"^The seed must be a whole number from -2\^63"),
+        "compare-limit-negative": (
+            lambda: _cli_handler(["compare", "--dataset", "sentiment", "--limit", "-1"]),
+            r"^--limit must be a whole number from 1 to 1,000,000; got -1\.$",
+        ),
+        "link-path-outside-vocab": (lambda: check_token_ids(lm, [99999999]), "id 99999999, which is not a token of"),
+        "link-path-negative": (lambda: check_token_ids(lm, [-1]), "id -1, which is not a token of"),
         "adapter-strength-above-one": (
             lambda: lm.with_adapter(saved_adapter(KEEP, 1.5)),
             "strength must be between 0 and 1",
@@ -154,6 +171,26 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "upload-wrong-type": (upload(CSV_HEADER + GOOD_ROWS, "rows.xlsx"), r"\.csv|\.jsonl"),
         "upload-broken-jsonl": (upload(b'{"prompt": "a", "completion": \n', "rows.jsonl"), "line 1|JSON"),
         "upload-too-few-rows": (upload(CSV_HEADER + b"a,b\n"), "at least"),
+        "upload-deeply-nested-jsonl": (
+            upload(b"[" * 100_000 + b"]" * 100_000 + b"\n", "rows.jsonl"),
+            r"line 1: nested too deeply to be a row",
+        ),
+        "upload-unclosed-quote": (
+            upload(CSV_HEADER + GOOD_ROWS + b'"an unclosed, quote\nmore,rows\n'),
+            r"has a quote \(\"\) on line 14 that is never closed",
+        ),
+        "upload-repeated-rows": (
+            upload(CSV_HEADER + GOOD_ROWS + b"question 3,answer 3\n" * 12),
+            r"has 12 repeated row\(s\): line 14 repeats line 5; line 15 repeats line 5.*can land in both the training "
+            r"and the held-out split",
+        ),
+        "upload-row-too-long": (
+            lambda: check_inputs(
+                FinetuneConfig(max_length=64),
+                parse_upload(CSV_HEADER + GOOD_ROWS + b"long,%s\n" % (b"word " * 100), "rows.csv"),
+            ),
+            r"example\(s\) \(line 14\) are longer than the maximum length of 64 tokens",
+        ),
         # adapter names
         "adapter-name-parent": (lambda: check_name("../evil", "adapter name"), "path separator"),
         "adapter-name-absolute": (lambda: check_name("/etc/passwd", "adapter name"), "path separator"),
@@ -238,6 +275,12 @@ def _server_key_stays_home() -> None:
     for base_url in ("http://127.0.0.1:8080/v1", "https://api.openai.com.evil.example/v1"):
         assert resolve_api_key(base_url, None, server_key=True) == NO_KEY_PLACEHOLDER
     assert resolve_api_key("https://api.openai.com/v1", None, server_key=True) == SECRET
+
+
+def _cli_handler(argv: list[str]) -> object:
+    """What a CLI command does with ``argv``, its checks included (``main`` would print the refusal)."""
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
 
 
 def _round_trip(lm, text: str) -> None:
