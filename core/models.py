@@ -471,6 +471,7 @@ def model_key(
     dtype: str = DEFAULT_DTYPE,
     device: str = "auto",
     restricted: bool = False,
+    may_load_new: bool = True,
 ) -> ModelKey:
     """The cache key ``load_model`` would use, after every check that needs no loading (see ``load_model``).
 
@@ -484,7 +485,13 @@ def model_key(
         check_model_location(name)
     if dtype not in DTYPES:
         raise InvalidInput(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
-    return ModelKey(name, dtype, resolve_device(device))
+    key = ModelKey(name, dtype, resolve_device(device))
+    if not may_load_new and (name, dtype) != (EMBEDDED_MODEL, DEFAULT_DTYPE) and key not in loaded_models():
+        raise InvalidInput(
+            f"The model {name!r} ({dtype}) is not loaded on this server, and only the teacher can load one: "
+            "pick a model from the sidebar's list of loaded models, or ask the teacher to load it."
+        )
+    return key
 
 
 def load_model(
@@ -492,6 +499,7 @@ def load_model(
     dtype: str = DEFAULT_DTYPE,
     device: str = "auto",
     restricted: bool = False,
+    may_load_new: bool = True,
 ) -> LoadedModel:
     """The shared, loaded model for (name, dtype, device), loading it if needed.
 
@@ -499,5 +507,10 @@ def load_model(
     must lie in LLM Lab's own folders (``check_model_location``). Every page
     and every job a page starts loads this way; the command line, run by the
     machine's owner, does not.
+
+    ``may_load_new=False`` (a student's session, ``core.access``): only a
+    model already in memory, or the default one, which every class needs;
+    loading another takes every core for seconds to minutes and memory the
+    whole class shares, so it is the teacher's to do.
     """
-    return MODEL_CACHE.get(model_key(name, dtype, device, restricted))
+    return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from core.access import TEACHER_SECRET_ENV, is_teacher
 from core.backends import OpenAIBackend, list_models
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
 from core.cli import build_parser
@@ -150,6 +151,10 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
             ),
             r"^Could not read the GGUF file broken\.gguf: it is damaged or not a GGUF file\.$",
         ),
+        "model-not-loaded-student": (
+            lambda: load_model("gpt2", restricted=True, may_load_new=False),
+            r"^The model 'gpt2' \(float32\) is not loaded on this server, and only the teacher can load one",
+        ),
         "model-empty-folder": (
             lambda: load_model(str(models / "empty")),
             r"is not a model folder: it has no config\.json, no weights \(a \.safetensors file\) and no tokenizer",
@@ -256,6 +261,7 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+        "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
         "api-other-url-no-server-key": lambda: _with_env(
             {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
         ),
@@ -269,6 +275,10 @@ def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: obje
         for name, value in env.items():
             mp.setenv(name, value)
         return call(*args, **kwargs)
+
+
+def _a_guess_is_a_student() -> None:
+    assert not is_teacher("the-right-on") and not is_teacher("") and is_teacher("the-right-one")
 
 
 def _server_key_stays_home() -> None:
