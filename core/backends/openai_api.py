@@ -185,8 +185,8 @@ def resolve_api_key(base_url: str, api_key: str | None = None, server_key: bool 
         return key
     if is_openai(base_url):
         raise AuthenticationFailed(
-            "OpenAI's API needs a key: type yours in. The server's own OPENAI_API_KEY is used only for the "
-            "base URL the server was started with, and only by the teacher."
+            "OpenAI's API needs a key: type yours in, or set OPENAI_API_KEY where LLM Lab runs (the app sends "
+            "it only to the base URL it was started with, and only from the teacher's session)."
         )
     return NO_KEY_PLACEHOLDER
 
