@@ -261,6 +261,7 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+        "adapter-deleted-while-chosen": lambda: _adapter_deleted_while_chosen(lm),
         "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
         "api-other-url-no-server-key": lambda: _with_env(
             {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
@@ -275,6 +276,22 @@ def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: obje
         for name, value in env.items():
             mp.setenv(name, value)
         return call(*args, **kwargs)
+
+
+def _adapter_deleted_while_chosen(lm) -> None:
+    """Chosen in one tab, deleted in another: the first says so on its next run, not silently."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    saved_adapter_job(lm, "in-use")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.selectbox(key="adapter").set_value("in-use").run()
+    delete_adapter("in-use")
+    at.run()
+    assert not at.exception and at.session_state["adapter"] == ""
+    gone = "The adapter 'in-use' is gone (renamed or deleted): back to the base model."
+    assert gone in [w.value for w in at.warning]
 
 
 def _a_guess_is_a_student() -> None:
