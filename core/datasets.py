@@ -233,9 +233,9 @@ def parse_examples(raw: bytes, filename: str, min_rows: int = MIN_ROWS) -> list[
         except InvalidInput as exc:
             problems.append(f"line {line}: {exc}")
     if problems:
-        listed = "; ".join(problems[:MAX_PROBLEMS_LISTED])
-        more = f" (and {len(problems) - MAX_PROBLEMS_LISTED} more)" if len(problems) > MAX_PROBLEMS_LISTED else ""
-        raise InvalidInput(f"{filename!r} has {len(problems)} bad row(s): {listed}{more}. Fix them and upload again.")
+        listed = _listed(problems)
+        raise InvalidInput(f"{filename!r} has {len(problems)} bad row(s): {listed}. Fix them and upload again.")
+    _refuse_repeats(examples, filename)
     if len(examples) < min_rows:
         raise InvalidInput(
             f"{filename!r} has {len(examples)} row(s); fine-tuning needs at least {min_rows} "
@@ -244,20 +244,65 @@ def parse_examples(raw: bytes, filename: str, min_rows: int = MIN_ROWS) -> list[
     return examples
 
 
-def _csv_rows(text: str, filename: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-    missing = [c for c in ("prompt", "completion") if c not in columns]
-    if missing:
-        found = ", ".join(repr(c) for c in columns if c) or "none"
+def _listed(problems: list[str]) -> str:
+    """The first few of ``problems``, and how many more there are."""
+    more = len(problems) - MAX_PROBLEMS_LISTED
+    return "; ".join(problems[:MAX_PROBLEMS_LISTED]) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _refuse_repeats(examples: list[Example], filename: str) -> None:
+    """Refuse rows identical to an earlier one (prompt, completion and chat context), naming their lines.
+
+    The split is random, so a repeated row can land in both the training and
+    the held-out split: the held-out loss then measures what was memorised,
+    not what was learned, and the fine-tune looks better than it is.
+    """
+    first: dict[Example, str] = {}  # an Example's equality leaves out its source
+    repeats = [f"{e.source} repeats {first[e]}" for e in examples if first.setdefault(e, e.source) != e.source]
+    if repeats:
         raise InvalidInput(
-            f"{filename!r} is missing the column(s) {', '.join(repr(m) for m in missing)} (its columns: {found}). "
-            "The first line must name a 'prompt' and a 'completion' column."
+            f"{filename!r} has {len(repeats)} repeated row(s): {_listed(repeats)}. A repeated row can land in both "
+            "the training and the held-out split, and then the held-out loss measures memory, not learning: "
+            "remove the repeats and upload again."
         )
+
+
+def _unclosed_quote_line(lines: list[str], start: int) -> int:
+    """The line (counting from 1) where the quote that is still open at the end of the file was opened."""
+    opened, inside = start, False
+    for number, line in enumerate(lines[start - 1 :], start=start):
+        for _ in range(line.count('"')):
+            inside = not inside
+            if inside:
+                opened = number
+    return opened
+
+
+def _csv_rows(text: str, filename: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    # strict: a quote left open would otherwise swallow the rest of the file into one cell, reported as a
+    # row whose completion is empty.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    start = 1  # the line the row being read began on
     try:
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("prompt", "completion") if c not in columns]
+        if missing:
+            found = ", ".join(repr(c) for c in columns if c) or "none"
+            raise InvalidInput(
+                f"{filename!r} is missing the column(s) {', '.join(repr(m) for m in missing)} (its columns: "
+                f"{found}). The first line must name a 'prompt' and a 'completion' column."
+            )
+        start = reader.line_num + 1
         for row in reader:
             yield reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}
+            start = reader.line_num + 1
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            line = _unclosed_quote_line(text.split("\n"), start)
+            raise InvalidInput(
+                f'{filename!r} has a quote (") on line {line} that is never closed, so the rest of the file '
+                'would be one cell. Close it, or write a quote inside a cell as two ("").'
+            ) from None
         raise InvalidInput(f"{filename!r} is not valid CSV near line {reader.line_num}: {exc}.") from None
 
 

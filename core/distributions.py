@@ -107,11 +107,15 @@ class NextTokenDistribution:
         return int((self.logits > self.logits[token_id]).sum()) + 1
 
 
-def check_top_k(k: int, vocab_size: int) -> int:
+ALTERNATIVES = "The number of alternatives"  # how many top tokens a step or a scored token lists
+
+
+def check_top_k(k: int, vocab_size: int, what: str = "top-k") -> int:
+    """``k`` if it is a whole number of tokens from 1 to the vocabulary; ``what`` names the setting it came from."""
     if not isinstance(k, int) or isinstance(k, bool):
-        raise InvalidInput(f"top-k must be a whole number, not {k!r}.")
+        raise InvalidInput(f"{what} must be a whole number, not {k!r}.")
     if k <= 0 or k > vocab_size:
-        raise InvalidInput(f"top-k must be between 1 and the vocabulary size ({vocab_size:,}); got {k}.")
+        raise InvalidInput(f"{what} must be between 1 and the vocabulary size ({vocab_size:,}); got {k}.")
     return k
 
 
@@ -296,7 +300,7 @@ def score_text(lm: LoadedModel, text: str, alternatives: int = 5) -> TextScore:
     check_fits(lm, len(ids))
     if len(ids) < 2:
         raise InvalidInput("The text is a single token; scoring needs at least two, since the first has no prefix.")
-    alternatives = check_top_k(alternatives, lm.vocab_size)
+    alternatives = check_top_k(alternatives, lm.vocab_size, ALTERNATIVES)
 
     def compute() -> TextScore:
         logits, _ = lm.forward(ids)

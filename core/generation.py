@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from core.distributions import (
+    ALTERNATIVES,
     DISTRIBUTION_CACHE,
     NextTokenDistribution,
     SamplingSettings,
     TokenProb,
+    check_top_k,
     reshape,
     sample_token,
 )
@@ -82,7 +84,7 @@ class TokenStream:
         self.lm = lm
         self.ids: list[int] = list(prompt_ids)
         self.prompt_length = len(prompt_ids)
-        self.alternatives = alternatives
+        self.alternatives = check_top_k(alternatives, lm.vocab_size, ALTERNATIVES)
         self._past = None
         self._unseen: list[int] = list(prompt_ids)  # ids not yet fed to the model
         self._distribution: NextTokenDistribution | None = None
@@ -173,6 +175,7 @@ def replay(
     ids = list(prompt_ids) + list(continuation)
     check_fits(lm, len(ids))
     check_token_ids(lm, list(continuation))
+    check_top_k(alternatives, lm.vocab_size, ALTERNATIVES)
     if not continuation:
         return ()
 

@@ -18,6 +18,7 @@ the cache and each model's lock are shared by all of them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -44,6 +45,8 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 DEFAULT_DTYPE = "float32"
+# Any one of these makes a folder's tokenizer loadable (fast, sentencepiece, or GPT-2's byte-level BPE).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 MAX_MODELS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_MODELS", "2"))
 
 
@@ -217,7 +220,9 @@ def convert_gguf(gguf: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # transformers raises many types for a bad file
-        raise ModelLoadError(f"Could not read the GGUF file {gguf}: {exc}") from exc
+        # A fixed sentence: the reader's own message gives the file's size and layout away, to anyone who
+        # can type a path into the shared app.
+        raise ModelLoadError(f"Could not read the GGUF file {gguf.name}: it is damaged or not a GGUF file.") from exc
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -286,6 +291,7 @@ def _source_for(name: str) -> tuple[str, str]:
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"Model {name!r}: a local model must be a folder with config.json.")
+        _check_model_folder(name, path)
         return str(path), path.name
     if not _in_hub_cache(name) and not _hub_reachable():
         # Fail in seconds: transformers would retry the download for about a minute.
@@ -294,6 +300,30 @@ def _source_for(name: str) -> tuple[str, str]:
             "(no internet?). Use 'embedded', a local folder, or a model downloaded earlier."
         )
     return name, name
+
+
+def _check_model_folder(name: str, folder: Path) -> None:
+    """Refuse a folder that is not a model, naming what it lacks, before transformers fails on it obscurely.
+
+    transformers reports an empty folder (or a job's folder, whose config.json
+    is a job's) as "Couldn't instantiate the backend tokenizer from one of:",
+    and a config.json that is not JSON as a model that "could not be found".
+    """
+    config = folder / "config.json"
+    missing = []
+    if not config.is_file():
+        missing.append("config.json")
+    if not any(folder.glob("*.safetensors")):
+        missing.append("weights (a .safetensors file)")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("tokenizer (tokenizer.json)")
+    if missing:
+        listed = ", no ".join(missing[:-1]) + (" and no " if len(missing) > 1 else "") + missing[-1]
+        raise ModelLoadError(f"{name!r} is not a model folder: it has no {listed}.")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelLoadError(f"Model {name!r} cannot be loaded: its config.json is not valid JSON.") from None
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -408,12 +438,15 @@ class _ModelCache:
             with self._lock:
                 if key in self._models:
                     return self._models[key]
-            loaded = _load_uncached(key)
+            try:
+                loaded = _load_uncached(key)
+            finally:  # a model that failed to load leaves nothing behind, not even its key
+                with self._lock:
+                    self._loading.pop(key, None)
             with self._lock:
                 self._models[key] = loaded
                 while len(self._models) > self.capacity:
                     self._models.popitem(last=False)
-                self._loading.pop(key, None)
             return loaded
 
     def loaded_keys(self) -> list[ModelKey]:
@@ -428,15 +461,22 @@ class _ModelCache:
 MODEL_CACHE = _ModelCache(MAX_MODELS_IN_MEMORY)
 
 
-def load_model(
-    name: str = EMBEDDED_MODEL, dtype: str = DEFAULT_DTYPE, device: str = "auto", restricted: bool = False
-) -> LoadedModel:
-    """The shared, loaded model for (name, dtype, device), loading it if needed.
+def loaded_models() -> list[ModelKey]:
+    """The models in memory now, least recently used first."""
+    return MODEL_CACHE.loaded_keys()
 
-    ``restricted``: the name was typed into the shared app, so a local path
-    must lie in LLM Lab's own folders (``check_model_location``). Every page
-    and every job a page starts loads this way; the command line, run by the
-    machine's owner, does not.
+
+def model_key(
+    name: str = EMBEDDED_MODEL,
+    dtype: str = DEFAULT_DTYPE,
+    device: str = "auto",
+    restricted: bool = False,
+    may_load_new: bool = True,
+) -> ModelKey:
+    """The cache key ``load_model`` would use, after every check that needs no loading (see ``load_model``).
+
+    A page calls it before choosing its spinner's words, so that not even
+    those depend on whether a refused path exists.
     """
     name = name.strip() if isinstance(name, str) else ""
     if not name:
@@ -445,4 +485,32 @@ def load_model(
         check_model_location(name)
     if dtype not in DTYPES:
         raise InvalidInput(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
-    return MODEL_CACHE.get(ModelKey(name, dtype, resolve_device(device)))
+    key = ModelKey(name, dtype, resolve_device(device))
+    if not may_load_new and (name, dtype) != (EMBEDDED_MODEL, DEFAULT_DTYPE) and key not in loaded_models():
+        raise InvalidInput(
+            f"The model {name!r} ({dtype}) is not loaded on this server, and only the teacher can load one: "
+            "pick a model from the sidebar's list of loaded models, or ask the teacher to load it."
+        )
+    return key
+
+
+def load_model(
+    name: str = EMBEDDED_MODEL,
+    dtype: str = DEFAULT_DTYPE,
+    device: str = "auto",
+    restricted: bool = False,
+    may_load_new: bool = True,
+) -> LoadedModel:
+    """The shared, loaded model for (name, dtype, device), loading it if needed.
+
+    ``restricted``: the name was typed into the shared app, so a local path
+    must lie in LLM Lab's own folders (``check_model_location``). Every page
+    and every job a page starts loads this way; the command line, run by the
+    machine's owner, does not.
+
+    ``may_load_new=False`` (a student's session, ``core.access``): only a
+    model already in memory, or the default one, which every class needs;
+    loading another takes every core for seconds to minutes and memory the
+    whole class shares, so it is the teacher's to do.
+    """
+    return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new))

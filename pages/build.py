@@ -26,6 +26,7 @@ from core.errors import LabError
 from core.jobs.folder import JobState
 from core.jobs.lock import running_job
 from core.jobs.training import TrainingResult
+from core.models import is_loaded
 from core.pretrain import (
     BUILTIN_CORPORA,
     DEFAULT_CORPUS,
@@ -54,7 +55,15 @@ from core.pretrain.windows import tokens_needed
 from ui.build_charts import breakdown_figure, samples_html, sizes_figure, window_figure
 from ui.charts import PLOTLY_CONFIG, loss_figure
 from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
-from ui.session import choose_model, current_model, presenting, using_api
+from ui.session import (
+    MODEL_DTYPE,
+    choose_model,
+    current_model,
+    presenting,
+    require_teacher,
+    teacher_only,
+    using_api,
+)
 
 PAIRS_TEXT, PAIRS_TOKENIZER, PAIRS_CONTEXT = "bd_pairs_text", "bd_pairs_tokenizer", "bd_pairs_context"
 CORPUS, UPLOAD, TOKENIZER = "bd_corpus", "bd_upload", "bd_tokenizer"
@@ -63,6 +72,7 @@ STEPS, BATCH, LR = "bd_steps", "bd_batch", "bd_lr"
 ERROR, GO_EXPLORE, SAVED, RUN = "bd_error", "bd_go_explore", "bd_saved", "run"
 PLANNED = "bd_planned_parameters"  # the size panel's count, for the comparison chart
 UPLOADED = "upload"
+TRAIN, DELETE, LOAD = "start a training job", "delete a saved model", "load a model that is not loaded yet"
 WIDTHS, HEAD_CHOICES = [32, 64, 96, 128, 192, 256, 384, 512], [1, 2, 4, 8]
 CONTEXTS, BATCHES = [16, 32, 64, 128, 256], [4, 8, 16, 32, 64]
 RATES = [3e-4, 1e-3, 3e-3, 1e-2]
@@ -242,18 +252,44 @@ def size_panel(corpus: Corpus) -> None:
 
 def _start(corpus: Corpus) -> None:
     try:
+        require_teacher(TRAIN)
         st.query_params[RUN] = start_pretrain_job(_config(corpus), corpus).name
     except LabError as exc:
         report(exc)
 
 
 def _open_in_explorer(model_dir: Path) -> None:
+    try:
+        if not _loaded(model_dir):
+            require_teacher(LOAD)
+    except LabError as exc:
+        report(exc)
+        return
     choose_model(str(model_dir))
     st.session_state[GO_EXPLORE] = True  # a flag: st.switch_page cannot run inside a callback
 
 
+def _loaded(model_dir: Path) -> bool:
+    return is_loaded(str(model_dir), st.session_state[MODEL_DTYPE])
+
+
+def _open_button(model_dir: Path | str, key: str) -> None:
+    """Open a saved model in the explorer; in a student's session only once the teacher has loaded it."""
+    locked = None if _loaded(Path(model_dir)) else teacher_only(LOAD)
+    st.button(
+        "🎲 Open in the explorer",
+        key=key,
+        on_click=_open_in_explorer,
+        args=(Path(model_dir),),
+        disabled=locked is not None,
+    )
+    if locked:
+        st.caption(locked)
+
+
 def _delete(name: str) -> None:
     try:
+        require_teacher(DELETE)
         delete_tiny_model(name)
     except LabError as exc:
         report(exc)
@@ -295,7 +331,7 @@ def _finished(job: JobState) -> None:
     if result is None:
         return
     if result.output_dir:
-        st.button("🎲 Open in the explorer", key="bd_open_job", on_click=_open_in_explorer, args=(result.output_dir,))
+        _open_button(result.output_dir, "bd_open_job")
     cols = st.columns(4)
     if result.loss_first is not None and result.loss_last is not None:
         cols[0].metric(
@@ -333,9 +369,13 @@ def saved_models(models: list[TinyModelInfo]) -> None:
     if chosen is None:
         return
     model = next(m for m in models if m.name == chosen)
+    locked = teacher_only(DELETE)
     cols = st.columns([1.4, 1, 3])
-    cols[0].button("🎲 Open in the explorer", key="bd_open_saved", on_click=_open_in_explorer, args=(model.path,))
-    cols[1].button("🗑 Delete", key="bd_delete", on_click=_delete, args=(chosen,))
+    with cols[0]:
+        _open_button(model.path, "bd_open_saved")
+    cols[1].button("🗑 Delete", key="bd_delete", on_click=_delete, args=(chosen,), disabled=locked is not None)
+    if locked:
+        cols[2].caption(locked)
     model_card(model.card)
 
 
@@ -350,15 +390,18 @@ def train_section() -> None:
             st.text(corpus.text[:600])
         size_panel(corpus)
         busy = running_job() is not None
+        locked = teacher_only(TRAIN)
         st.button(
             "▶ Train",
             type="primary",
             key="bd_train",
             on_click=_start,
             args=(corpus,),
-            disabled=busy,
+            disabled=busy or locked is not None,
             help="One training job at a time on this machine." if busy else "Starts the job as its own process.",
         )
+        if locked:
+            st.caption(locked)
     show_reported(ERROR)
     job = attached_job(RUN, find_pretrain_job, PRETRAIN)
     if job is not None:

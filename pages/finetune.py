@@ -36,11 +36,12 @@ from core.jobs.lock import running_job
 from core.jobs.training import TrainingResult
 from ui.charts import PLOTLY_CONFIG, loss_figure
 from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
-from ui.session import MODEL_NAME, choose_adapter, presenting, show_error
+from ui.session import MODEL_NAME, choose_adapter, presenting, require_teacher, show_error, teacher_only
 
 SOURCE, UPLOAD, JOB, ERROR, NEW_NAME = "ft_source", "ft_upload", "job", "ft_error", "ft_new_name"
 ESTIMATE_JOB, GO_EXPLORE, GO_COMPARE = "ft_estimate_job", "ft_go_explore", "ft_go_compare"
 UPLOADED = "upload"
+TRAIN, CHANGE = "start a fine-tune or time one", "rename or delete an adapter"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 report = report_later(ERROR)
 
@@ -98,6 +99,7 @@ def _config(dataset: Dataset) -> FinetuneConfig:
 
 def _start(config: FinetuneConfig, dataset: Dataset) -> None:
     try:
+        require_teacher(TRAIN)
         st.query_params[JOB] = start_job(config, dataset).name
     except LabError as exc:
         report(exc)
@@ -105,6 +107,7 @@ def _start(config: FinetuneConfig, dataset: Dataset) -> None:
 
 def _estimate(config: FinetuneConfig, dataset: Dataset) -> None:
     try:
+        require_teacher(TRAIN)  # it takes the machine's one-job lock and every core, for a few seconds
         st.session_state[ESTIMATE_JOB] = start_estimate(config, dataset)
     except LabError as exc:
         report(exc)
@@ -112,6 +115,7 @@ def _estimate(config: FinetuneConfig, dataset: Dataset) -> None:
 
 def _rename(name: str) -> None:
     try:
+        require_teacher(CHANGE)
         rename_adapter(name, st.session_state[NEW_NAME])
         st.session_state[NEW_NAME] = ""
     except LabError as exc:
@@ -129,6 +133,7 @@ def _compare(name: str) -> None:
 
 def _delete(name: str) -> None:
     try:
+        require_teacher(CHANGE)
         delete_adapter(name)
     except LabError as exc:
         report(exc)
@@ -211,13 +216,20 @@ def _adapters() -> None:
     if chosen is None:
         return
     model_card(next(a for a in adapters if a.name == chosen).card)
+    locked = teacher_only(CHANGE)
     cols = st.columns([1.3, 1.3, 2, 1, 1, 1])
     cols[0].button("🎲 Use in the explorer", on_click=_use_in_explorer, args=(chosen,), width="stretch")
     cols[1].button("⚖️ Compare", on_click=_compare, args=(chosen,), width="stretch")
-    cols[2].text_input("New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name")
-    cols[3].button("Rename", on_click=_rename, args=(chosen,), disabled=not st.session_state.get(NEW_NAME))
+    cols[2].text_input(
+        "New name", key=NEW_NAME, label_visibility="collapsed", placeholder="New name", disabled=locked is not None
+    )
+    cols[3].button(
+        "Rename", on_click=_rename, args=(chosen,), disabled=locked is not None or not st.session_state.get(NEW_NAME)
+    )
     cols[4].download_button("⬇ Zip", zip_adapter(chosen), f"{chosen}.zip", "application/zip")
-    cols[5].button("🗑 Delete", on_click=_delete, args=(chosen,))
+    cols[5].button("🗑 Delete", on_click=_delete, args=(chosen,), disabled=locked is not None)
+    if locked:
+        st.caption(locked)
 
 
 if st.session_state.pop(GO_EXPLORE, False):
@@ -250,12 +262,13 @@ if dataset is not None:
         config = _config(dataset)
     cols = st.columns([1, 1, 3])
     busy = running_job() is not None  # any job, of any kind, holds the one lock
+    locked = teacher_only(TRAIN)
     cols[0].button(
         "▶ Train",
         type="primary",
         on_click=_start,
         args=(config, dataset),
-        disabled=busy,
+        disabled=busy or locked is not None,
         width="stretch",
         help="One job at a time on this machine." if busy else "Starts the job as its own process.",
     )
@@ -263,11 +276,13 @@ if dataset is not None:
         "⏱ Estimate duration",
         on_click=_estimate,
         args=(config, dataset),
-        disabled=busy,
+        disabled=busy or locked is not None,
         width="stretch",
         help="Times two real training steps in a process of their own (a few seconds).",
     )
     with cols[2]:
+        if locked:
+            st.caption(locked)
         if ESTIMATE_JOB in st.session_state:
             _estimate_panel(st.session_state[ESTIMATE_JOB])
 

@@ -142,3 +142,58 @@ def test_the_estimate_runs_as_a_short_job_of_its_own_not_in_the_server():
     assert read_job(job_dir).status == "done", read_job(job_dir).error
     at.run()
     assert any(i.value.startswith("About ") and "steps ×" in i.value for i in at.info)
+
+
+def _uploaded(at, name: str, content: bytes):
+    at.radio(key="ft_source").set_value("upload").run()
+    at.get("file_uploader")[0].set_value((name, content, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_deeply_nested_jsonl_upload_is_a_sentence_not_a_recursion_error():
+    at = _uploaded(open_page("pages/finetune.py"), "rows.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    assert any("line 1: nested too deeply to be a row" in e.value for e in at.error)
+    assert not any(b.label == "▶ Train" for b in at.button)
+
+
+def test_a_6_mb_upload_gets_core_s_sentence_and_the_previous_file_is_dropped():
+    from core.datasets import MAX_UPLOAD_BYTES
+    from tests.test_security import CONFIG
+
+    six_mb = 6 * 1024 * 1024
+    assert MAX_UPLOAD_BYTES < six_mb <= CONFIG["server"]["maxUploadSize"] * 1024 * 1024, "it reaches core"
+    rows = b"prompt,completion\n" + b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
+    at = _uploaded(open_page("pages/finetune.py"), "good.csv", rows)
+    assert any(b.label == "▶ Train" for b in at.button), "a good file is ready to train"
+    at.get("file_uploader")[0].set_value(("big.csv", rows + b"x" * six_mb, "text/csv")).run()
+    assert any("The file is 6.0 MB; uploads are limited to 5 MB" in e.value for e in at.error)
+    assert not any(b.label == "▶ Train" for b in at.button), "the earlier file is no longer ready to train"
+
+
+def test_a_job_cancelled_before_its_first_step_does_not_claim_an_adapter():
+    folder = create_job(FinetuneConfig(max_steps=40), jobs_root() / "cancelled-early", load_dataset("sentiment"))
+    # What run_training records when Cancel comes before step 1 (1.4 s after Train): nothing was saved.
+    result = TrainingResult("cancelled", None, 0, 40, True, None, None, 3.3, None, 0, None, 0.0, 1.4, str(folder.path))
+    folder.update_status(
+        status="cancelled", phase="finished", partial=True, step=0, max_steps=40, result=result.to_dict()
+    )
+    at = open_page("pages/finetune.py", {"job": folder.name})
+    warnings = [w.value for w in at.warning]
+    assert any("cancelled before its first training step: no adapter was saved" in w for w in warnings), warnings
+    assert not any("holds what it learned" in w for w in warnings)
+
+
+def test_an_adapter_deleted_while_chosen_is_said_so_not_switched_silently(lm):
+    from core.finetune import delete_adapter
+
+    saved_adapter_job(lm, "soon-gone")
+    at = open_page("pages/explorer.py")
+    at.sidebar.selectbox(key="adapter").set_value("soon-gone").run()
+    assert at.session_state["adapter"] == "soon-gone"
+    delete_adapter("soon-gone")  # in another tab, or by another person
+    at.run()
+    assert not at.exception
+    gone = "The adapter 'soon-gone' is gone (renamed or deleted): back to the base model."
+    assert any(gone in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.session_state["adapter"] == ""

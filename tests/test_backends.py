@@ -10,10 +10,9 @@ import contextlib
 import json
 import logging
 import math
-import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
@@ -35,6 +34,7 @@ from core.distributions import SamplingSettings, next_token_distribution
 from core.errors import InvalidInput
 from core.generation import generate
 from core.tokens import encode_prompt
+from tests.servers import http_server
 
 SECRET = "sk-test-SECRET123"
 
@@ -104,13 +104,16 @@ def test_base_url_must_be_http_and_a_bad_one_is_not_echoed():
 
 
 def test_api_key_comes_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)  # configured: OpenAI's own API
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     assert resolve_api_key("https://api.openai.com/v1", "sk-typed") == "sk-typed"
-    assert resolve_api_key("https://api.openai.com/v1", "  ") == "sk-from-env"
+    assert resolve_api_key("https://api.openai.com/v1", "  ", server_key=True) == "sk-from-env"
+    with pytest.raises(AuthenticationFailed, match="type yours in"):
+        resolve_api_key("https://api.openai.com/v1", "  ")  # a student's session: not the server's key
     monkeypatch.delenv("OPENAI_API_KEY")
-    assert resolve_api_key("http://127.0.0.1:8080/v1") == NO_KEY_PLACEHOLDER
+    assert resolve_api_key("http://127.0.0.1:8080/v1", server_key=True) == NO_KEY_PLACEHOLDER
     with pytest.raises(AuthenticationFailed, match="OPENAI_API_KEY"):
-        resolve_api_key("https://api.openai.com/v1")
+        resolve_api_key("https://api.openai.com/v1", server_key=True)
 
 
 def test_api_backend_states_what_it_cannot_show():
@@ -163,10 +166,10 @@ class StrictServer(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **(headers or {})}
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(raw)
@@ -176,6 +179,10 @@ class StrictServer(BaseHTTPRequestHandler):
             self._send(
                 200, {"object": "list", "data": [{"id": "tiny", "object": "model", "created": 0, "owned_by": "me"}]}
             )
+        elif self.path == "/web-page/v1/models":  # another web application at the base URL
+            self._send(200, b"<html><body>An intranet page</body></html>", {"Content-Type": "text/html"})
+        elif self.path == "/json-list/v1/models":  # an internal service answering with its own JSON
+            self._send(200, ["internal-host-a", "internal-host-b"])
         else:
             self._send(404, {"error": {"message": "Not found"}})
 
@@ -218,12 +225,8 @@ class StrictServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def strict_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StrictServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with http_server(StrictServer) as root:
+        yield f"{root}/v1"
 
 
 @pytest.fixture
@@ -256,15 +259,16 @@ def test_wrong_key_gives_a_clear_message_without_the_key(strict_server, everythi
     assert SECRET not in everything_logged.text and SECRET not in "".join(capsys.readouterr())
 
 
-def test_a_server_that_echoes_the_key_has_it_scrubbed(strict_server, everything_logged, capsys):
+def test_a_server_that_echoes_the_key_is_not_echoed_back(strict_server, everything_logged, capsys):
     message = _fails(OpenAIBackend("echo-key", base_url=strict_server, api_key=SECRET), BackendError)
-    assert "refused the request (400)" in message and "[API key hidden]" in message
+    assert "refused the request (400 Bad Request)" in message and "Bad request from" not in message
     assert SECRET not in everything_logged.text and SECRET not in "".join(capsys.readouterr())
 
 
 def test_unknown_model_gives_a_clear_message(strict_server):
     message = _fails(OpenAIBackend("gpt-nope", base_url=strict_server, api_key=SECRET), UnknownModel)
-    assert "404" in message and "'gpt-nope'" in message and "does not exist" in message
+    assert "404 Not Found" in message and "'gpt-nope'" in message
+    assert "does not exist" not in message, "the server's own words are not repeated"
 
 
 def test_a_missing_v1_is_hinted(strict_server):
@@ -309,12 +313,12 @@ def test_503_is_retried_with_backoff_until_it_works(strict_server):
 def test_429_is_retried_then_reported(strict_server):
     before = StrictServer.requests.count("busy")
     message = _fails(OpenAIBackend("busy", base_url=strict_server, max_retries=2), BackendError)
-    assert "rate-limiting" in message and "Rate limit reached" in message
+    assert "rate-limiting" in message and "429 Too Many Requests" in message and "Rate limit reached" not in message
     assert StrictServer.requests.count("busy") - before == 3
 
 
 def test_nothing_listening_gives_the_not_running_message(unused_port, everything_logged, capsys):
     backend = OpenAIBackend("tiny", base_url=f"http://127.0.0.1:{unused_port}/v1", api_key=SECRET, max_retries=1)
     message = _fails(backend, ServerUnreachable)
-    assert message.startswith(f"No server is running at http://127.0.0.1:{unused_port}/v1")
+    assert message.startswith(f"No server is running at 127.0.0.1:{unused_port} ")
     assert SECRET not in everything_logged.text and SECRET not in "".join(capsys.readouterr())

@@ -171,7 +171,7 @@ def test_cli_reports_a_dead_server_and_a_missing_model_in_one_sentence(unused_po
     dead = f"http://127.0.0.1:{unused_port}/v1"
     assert main(["next-token", "--backend", "openai", "--base-url", dead, "--model", "m", "--prompt", "Hi"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: No server is running at {dead}") and SECRET not in err
+    assert err.startswith(f"error: No server is running at 127.0.0.1:{unused_port} ") and SECRET not in err
     assert main(["next-token", "--backend", "openai", "--base-url", dead, "--prompt", "Hi"]) == 2
     assert "--model must name a model on the server" in capsys.readouterr().err
 

@@ -18,18 +18,23 @@ from pathlib import Path
 
 import pytest
 
-from core.backends import OpenAIBackend
+from core.access import TEACHER_SECRET_ENV, is_teacher
+from core.backends import OpenAIBackend, list_models
+from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
+from core.cli import build_parser
 from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
-from core.distributions import SamplingSettings
+from core.distributions import SamplingSettings, score_text
+from core.embedded import embedded_gguf_path
 from core.errors import LabError
 from core.exports import safe_csv
-from core.finetune import rename_adapter, saved_adapter
+from core.finetune import FinetuneConfig, rename_adapter, saved_adapter
 from core.finetune.adapters import delete_adapter
-from core.generation import generate
+from core.finetune.jobs import check_inputs, create_job
+from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
 from core.prompts import pick_shots
-from core.tokens import MAX_PROMPT_CHARS, decode_bytes, encode_prompt
+from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from tests.adapters import saved_adapter_job
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
 
@@ -45,6 +50,21 @@ def data(tmp_path_factory, lm):
         mp.setenv("LLM_LAB_DATA", str(root))
         saved_adapter_job(lm, KEEP, random_weights=True)
         yield root
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory) -> Path:
+    """Folders and files that are not models, outside the data folder: a person's mistakes with --model."""
+    root = tmp_path_factory.mktemp("bad-models")
+    (root / "empty").mkdir()
+    create_job(FinetuneConfig(), root / "a-job", load_dataset("sentiment"))  # a job folder: a config.json of its own
+    broken = root / "bad-config"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama", ')  # cut short
+    (broken / "model.safetensors").write_bytes(b"")
+    (broken / "tokenizer.json").write_text("{}")
+    (root / "broken.gguf").write_bytes(embedded_gguf_path().read_bytes()[:100_000])
+    return root
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -72,8 +92,9 @@ CSV_HEADER = b"prompt,completion\n"
 GOOD_ROWS = b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
 
 
-def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
-    """Every case, built against the real model (and the strict test server for the API rows)."""
+def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
+    """Every case, built against the real model (the strict test server for the API rows, ``models`` for --model)."""
+    outside = "outside the folders LLM Lab serves"
     refused: dict[str, tuple[Callable, str]] = {
         # prompts
         "prompt-empty": (lambda: encode_prompt(lm, ""), "is empty"),
@@ -95,15 +116,57 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "max-new-tokens-zero": (lambda: list(generate(lm, [1, 2], 0)), "between 1 and 2048"),
         "max-new-tokens-huge": (lambda: list(generate(lm, [1, 2], 10**6)), "between 1 and 2048"),
         "few-shot-too-many": (lambda: pick_shots(load_dataset("sentiment").train, 99, 0), "between 0 and 16"),
+        "alternatives-negative": (
+            lambda: list(generate(lm, [1, 2], 2, alternatives=-3)),
+            r"^The number of alternatives must be between 1 and the vocabulary size \(49,152\); got -3\.$",
+        ),
+        "alternatives-negative-score": (
+            lambda: score_text(lm, "Hello there", alternatives=-3),
+            r"^The number of alternatives must be between 1",
+        ),
+        "seed-above-range": (lambda: seeded_generator(10**23), r"^The seed must be a whole number from -2\^63"),
+        "seed-below-range": (lambda: seeded_generator(-(2**63) - 1), r"^The seed must be a whole number from -2\^63"),
+        "compare-limit-negative": (
+            lambda: _cli_handler(["compare", "--dataset", "sentiment", "--limit", "-1"]),
+            r"^--limit must be a whole number from 1 to 1,000,000; got -1\.$",
+        ),
+        "link-path-outside-vocab": (lambda: check_token_ids(lm, [99999999]), "id 99999999, which is not a token of"),
+        "link-path-negative": (lambda: check_token_ids(lm, [-1]), "id -1, which is not a token of"),
         "adapter-strength-above-one": (
             lambda: lm.with_adapter(saved_adapter(KEEP, 1.5)),
             "strength must be between 0 and 1",
         ),
         # model ids
         "model-nonexistent-id": (lambda: load_model("no-such-org/no-such-model"), "not on this machine"),
-        "model-path-outside": (lambda: check_model_location("/etc"), "outside the folders LLM Lab serves"),
-        "model-relative-escape": (lambda: check_model_location("../../"), "outside the folders"),
-        "model-gguf-outside": (lambda: check_model_location("/tmp/x.gguf"), "outside the folders"),
+        "model-path-outside": (lambda: check_model_location("/etc"), outside),
+        "model-relative-escape": (lambda: check_model_location("../../"), outside),
+        "model-gguf-outside": (lambda: check_model_location("/tmp/x.gguf"), outside),
+        "model-path-a-file": (lambda: load_model("/etc/passwd", restricted=True), outside),
+        "model-path-missing": (lambda: load_model("/etc/no-such-file", restricted=True), outside),
+        "model-path-root-home": (lambda: load_model("/root", restricted=True), outside),
+        "model-gguf-in-etc": (lambda: load_model("/etc/x.gguf", restricted=True), outside),
+        "model-gguf-damaged": (
+            lambda: _with_env(
+                {"LLM_LAB_MODEL_DIRS": str(models)}, load_model, str(models / "broken.gguf"), restricted=True
+            ),
+            r"^Could not read the GGUF file broken\.gguf: it is damaged or not a GGUF file\.$",
+        ),
+        "model-not-loaded-student": (
+            lambda: load_model("gpt2", restricted=True, may_load_new=False),
+            r"^The model 'gpt2' \(float32\) is not loaded on this server, and only the teacher can load one",
+        ),
+        "model-empty-folder": (
+            lambda: load_model(str(models / "empty")),
+            r"is not a model folder: it has no config\.json, no weights \(a \.safetensors file\) and no tokenizer",
+        ),
+        "model-job-folder": (
+            lambda: load_model(str(models / "a-job")),
+            r"is not a model folder: it has no weights \(a \.safetensors file\) and no tokenizer",
+        ),
+        "model-config-not-json": (
+            lambda: load_model(str(models / "bad-config")),
+            r"its config\.json is not valid JSON\.$",
+        ),
         # fine-tuning uploads
         "upload-empty": (upload(b""), "empty"),
         "upload-binary": (upload(b"\x00\x01\x02\xff" * 64), "not valid UTF-8|binary"),
@@ -113,6 +176,26 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "upload-wrong-type": (upload(CSV_HEADER + GOOD_ROWS, "rows.xlsx"), r"\.csv|\.jsonl"),
         "upload-broken-jsonl": (upload(b'{"prompt": "a", "completion": \n', "rows.jsonl"), "line 1|JSON"),
         "upload-too-few-rows": (upload(CSV_HEADER + b"a,b\n"), "at least"),
+        "upload-deeply-nested-jsonl": (
+            upload(b"[" * 100_000 + b"]" * 100_000 + b"\n", "rows.jsonl"),
+            r"line 1: nested too deeply to be a row",
+        ),
+        "upload-unclosed-quote": (
+            upload(CSV_HEADER + GOOD_ROWS + b'"an unclosed, quote\nmore,rows\n'),
+            r"has a quote \(\"\) on line 14 that is never closed",
+        ),
+        "upload-repeated-rows": (
+            upload(CSV_HEADER + GOOD_ROWS + b"question 3,answer 3\n" * 12),
+            r"has 12 repeated row\(s\): line 14 repeats line 5; line 15 repeats line 5.*can land in both the training "
+            r"and the held-out split",
+        ),
+        "upload-row-too-long": (
+            lambda: check_inputs(
+                FinetuneConfig(max_length=64),
+                parse_upload(CSV_HEADER + GOOD_ROWS + b"long,%s\n" % (b"word " * 100), "rows.csv"),
+            ),
+            r"example\(s\) \(line 14\) are longer than the maximum length of 64 tokens",
+        ),
         # adapter names
         "adapter-name-parent": (lambda: check_name("../evil", "adapter name"), "path separator"),
         "adapter-name-absolute": (lambda: check_name("/etc/passwd", "adapter name"), "path separator"),
@@ -129,7 +212,18 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "api-model-empty": (lambda: OpenAIBackend("  ", base_url="http://127.0.0.1:1/v1"), "Name the model"),
         "api-connection-refused": (
             lambda: OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
-            "No server is running",
+            "No server is running at 127.0.0.1:9 ",
+        ),
+        "api-url-bad-port": (lambda: OpenAIBackend("m", base_url="http://127.0.0.1:99999/v1"), "http"),
+        "api-url-with-credentials": (
+            lambda: OpenAIBackend("m", base_url=f"http://user:{SECRET}@127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
+            r"^No server is running at 127\.0\.0\.1:9 ",
+        ),
+        "api-url-not-allowed": (
+            lambda: _with_env(
+                {ALLOWED_BASE_URLS_ENV: "https://api.openai.com/v1"}, OpenAIBackend, "m", "http://10.0.0.5/v1"
+            ),
+            r"may only contact the API servers it was started with \(LLM_LAB_API_BASE_URLS\): https://api\.openai",
         ),
     }
     if api_url:
@@ -146,6 +240,18 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
                 lambda: OpenAIBackend("nope", base_url=api_url).next_token("Hi", chat=True),
                 "nope",
             ),
+            "api-error-page-body": (
+                lambda: OpenAIBackend("gpt-nope", base_url=api_url).next_token("Hi", chat=True),
+                r"^(?!.*does not exist).*answered 404 Not Found for model 'gpt-nope'",
+            ),
+            "api-web-page-answer": (
+                lambda: list_models(api_url.replace("/v1", "/web-page/v1")),
+                r"^(?!.*intranet).*not in the OpenAI API's format",
+            ),
+            "api-model-list-not-openai": (
+                lambda: list_models(api_url.replace("/v1", "/json-list/v1")),
+                r"^(?!.*internal-host).*not a list of models",
+            ),
         }
     accepted: dict[str, Callable] = {
         "prompt-control-characters": lambda: _round_trip(lm, "tab\there, bell\x07, null\x00 end"),
@@ -155,8 +261,53 @@ def catalogue(lm, api_url: str | None) -> tuple[dict[str, tuple[Callable, str]],
         "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+        "adapter-deleted-while-chosen": lambda: _adapter_deleted_while_chosen(lm),
+        "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
+        "api-other-url-no-server-key": lambda: _with_env(
+            {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
+        ),
     }
     return refused, accepted
+
+
+def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: object) -> object:
+    """``call(*args, **kwargs)`` with ``env`` set, as the server would have been started."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        return call(*args, **kwargs)
+
+
+def _adapter_deleted_while_chosen(lm) -> None:
+    """Chosen in one tab, deleted in another: the first says so on its next run, not silently."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    saved_adapter_job(lm, "in-use")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.selectbox(key="adapter").set_value("in-use").run()
+    delete_adapter("in-use")
+    at.run()
+    assert not at.exception and at.session_state["adapter"] == ""
+    gone = "The adapter 'in-use' is gone (renamed or deleted): back to the base model."
+    assert gone in [w.value for w in at.warning]
+
+
+def _a_guess_is_a_student() -> None:
+    assert not is_teacher("the-right-on") and not is_teacher("") and is_teacher("the-right-one")
+
+
+def _server_key_stays_home() -> None:
+    for base_url in ("http://127.0.0.1:8080/v1", "https://api.openai.com.evil.example/v1"):
+        assert resolve_api_key(base_url, None, server_key=True) == NO_KEY_PLACEHOLDER
+    assert resolve_api_key("https://api.openai.com/v1", None, server_key=True) == SECRET
+
+
+def _cli_handler(argv: list[str]) -> object:
+    """What a CLI command does with ``argv``, its checks included (``main`` would print the refusal)."""
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
 
 
 def _round_trip(lm, text: str) -> None:
@@ -178,8 +329,8 @@ def _doc_ids() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def cases(lm, strict_server):  # noqa: F811 (the imported fixture)
-    return catalogue(lm, strict_server)
+def cases(lm, strict_server, bad_models):  # noqa: F811 (the imported fixture)
+    return catalogue(lm, strict_server, bad_models)
 
 
 def _all_ids() -> list[str]:

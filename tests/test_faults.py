@@ -175,6 +175,7 @@ def test_a_job_outlives_an_app_restart_and_a_kill_mid_step_is_reported_truthfull
     assert not any(b.label == "⏹ Cancel" for b in at.button), "a dead job cannot be cancelled"
     state = read_job(job)
     assert (state.status, state.result) == ("failed", None) and not is_adapter_dir(job / ADAPTER_SUBDIR)
+    assert not [p.name for p in job.iterdir() if p.name.startswith(".")], "no .trainer/ or temp file left behind"
     trained = [m["step"] for m in state.metrics if m["loss"] is not None]
     assert trained == list(range(1, len(trained) + 1)) and len(trained) >= 2, "every metrics line is whole"
     assert running_job() is None, "a dead job's lock is stale"

@@ -76,15 +76,18 @@ def test_split_always_holds_out_at_least_one_example():
 
 
 def test_jsonl_chat_messages_keep_the_system_message_as_context():
-    messages = [
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Hi?"},
-        {"role": "assistant", "content": "Hello."},
-    ]
-    ds = parse_upload(jsonl([{"messages": messages}] * MIN_ROWS), "chat.jsonl")
+    def messages(n: int) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": f"Hi {n}?"},
+            {"role": "assistant", "content": f"Hello {n}."},
+        ]
+
+    ds = parse_upload(jsonl([{"messages": messages(n)} for n in range(MIN_ROWS)]), "chat.jsonl")
     example = ds.train[0]
-    assert (example.prompt, example.completion, example.context) == ("Hi?", "Hello.", (("system", "You are terse."),))
-    assert example.to_json() == {"messages": messages}
+    n = int(example.prompt.removeprefix("Hi ").removesuffix("?"))
+    assert (example.completion, example.context) == (f"Hello {n}.", (("system", "You are terse."),))
+    assert example.to_json() == {"messages": messages(n)}
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -200,3 +204,44 @@ def test_a_running_job_cannot_be_renamed_or_deleted(saved_adapter):
         delete_adapter("first")
     with pytest.raises(InvalidInput, match="still training"):
         rename_adapter("first", "other")
+
+
+@pytest.mark.slow
+def test_two_starts_in_the_same_second_start_one_job_and_keep_its_lock(data_dir, lm, monkeypatch):
+    """Two Train clicks in the same second (two students, or a double click), on the same dataset.
+
+    Both once claimed one folder name; the second was refused with the server's full path and "choose a
+    new folder", and its clean-up deleted the lock of the job that did start.
+    """
+    import core.jobs.paths as paths
+
+    frozen = time.gmtime()  # the same second for both, however slow the machine
+    monkeypatch.setattr(paths, "time", SimpleNamespace(strftime=time.strftime, gmtime=lambda: frozen))
+    barrier = threading.Barrier(2)
+    started: list[Path] = []
+    refused: list[InvalidInput] = []
+
+    def click() -> None:
+        barrier.wait()
+        try:
+            started.append(start_job(FinetuneConfig(dataset="sentiment", max_steps=1)))
+        except InvalidInput as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(started) == 1 and len(refused) == 1, (started, refused)
+        [job], [refusal] = started, refused
+        assert isinstance(refusal, JobBusy), refusal
+        assert str(data_dir) not in str(refusal) and "/" not in str(refusal), "no server path in the sentence"
+        assert running_job(FINETUNE) == job.resolve(), "the started job still holds the machine's lock"
+        assert [p.name for p in jobs_root().iterdir()] == [job.name], "the refused start left no folder"
+    finally:
+        for job in started:
+            process = JobFolder(job).process()
+            if process is not None and process.alive():
+                os.kill(process.pid, signal.SIGKILL)

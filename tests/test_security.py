@@ -3,6 +3,7 @@
 See docs/security.md for the whole list and how each item is enforced.
 """
 
+import os
 import re
 import shlex
 import socket
@@ -77,9 +78,44 @@ def test_make_run_host_switches_the_address_for_a_classroom_network():
     assert "--server.address 127.0.0.1" in default, "without HOST= it stays on this machine"
 
 
-def test_uploads_are_limited_in_the_server_and_again_in_core_to_the_same_size():
+FAKE_STREAMLIT = """#!/bin/sh
+echo "app started with secret=[$LLM_LAB_TEACHER_SECRET] args=[$*]"
+"""
+
+
+def make_run(tmp_path: Path, *args: str, secret: str | None = None) -> str:
+    """What `make run ARGS` prints, with a stand-in for streamlit that prints the secret it was given."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    (venv / "bin" / "python").unlink(missing_ok=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "streamlit").write_text(FAKE_STREAMLIT)
+    (venv / "bin" / "streamlit").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "LLM_LAB_TEACHER_SECRET"}
+    if secret is not None:
+        env["LLM_LAB_TEACHER_SECRET"] = secret
+    command = ["make", "--no-print-directory", "run", f"VENV={venv}", "STAMP=", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def test_make_run_on_a_network_prints_a_teacher_secret_and_gives_it_to_the_app(tmp_path):
+    first = make_run(tmp_path, "HOST=0.0.0.0")
+    [secret] = re.findall(r"^Teacher secret: (\S+)$", first, flags=re.MULTILINE)
+    assert len(secret) >= 16 and "Teacher box" in first
+    assert f"app started with secret=[{secret}]" in first and "--server.address 0.0.0.0" in first
+    [again] = re.findall(r"^Teacher secret: (\S+)$", make_run(tmp_path, "HOST=0.0.0.0"), flags=re.MULTILINE)
+    assert again != secret, "drawn afresh, not a fixed default"
+    chosen = make_run(tmp_path, "HOST=0.0.0.0", secret="the-teacher-s-own")
+    assert "Teacher secret:" not in chosen and "secret=[the-teacher-s-own]" in chosen, "one set at start is kept"
+    local = make_run(tmp_path)
+    assert "Teacher secret:" not in local and "secret=[]" in local, "on 127.0.0.1 nobody else can reach it"
+    assert "--server.address 127.0.0.1" in local
+
+
+def test_uploads_are_limited_in_core_and_by_a_higher_backstop_in_the_server():
     server = CONFIG["server"]
-    assert server["maxUploadSize"] * 1024 * 1024 == MAX_UPLOAD_BYTES
+    # core's limit is the one people meet (with its sentence); Streamlit's, higher, only stops a flood.
+    assert MAX_UPLOAD_BYTES < server["maxUploadSize"] * 1024 * 1024 <= 10 * MAX_UPLOAD_BYTES
     assert server["address"] == "127.0.0.1"
     assert server.get("enableXsrfProtection", True) and server.get("enableCORS", True), "keep Streamlit's defaults"
     assert CONFIG["browser"]["gatherUsageStats"] is False, "nothing is sent out of the classroom"

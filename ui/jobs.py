@@ -20,8 +20,11 @@ from core.errors import LabError
 from core.jobs.folder import JobKind, JobState, read_job
 from core.jobs.lock import running_job
 from core.jobs.stop import request_stop
+from ui.session import require_teacher, teacher_only
 
 JobView = Callable[[JobState], None]
+CANCEL_ERROR = "job_cancel_error"
+CANCEL = "cancel a job"
 
 
 def duration(seconds: float | None) -> str:
@@ -65,20 +68,32 @@ def _outcome(job: JobState, output: str) -> None:
         st.success(f"Done. The {output} is saved and listed below.", icon="✅")
 
 
+def _cancel(job_dir: Path) -> None:
+    try:
+        require_teacher(CANCEL)
+        request_stop(job_dir)
+    except LabError as exc:
+        st.session_state[CANCEL_ERROR] = str(exc)
+
+
 def job_panel(job: JobState, title: str, output: str, body: JobView, finished: JobView | None = None) -> None:
     """A job's title, progress and ``body`` (charts, samples); Cancel while it runs, ``finished`` once it ended."""
     st.subheader(title)
     _progress(job)
     body(job)
     if job.active:
+        locked = teacher_only(CANCEL)
         st.button(
             "⏹ Cancel",
             key=f"cancel-{job.name}",
-            on_click=request_stop,
+            on_click=_cancel,
             args=(job.path,),
-            disabled=job.stop_requested,
+            disabled=job.stop_requested or locked is not None,
             help="Stops after the current step and keeps what was learned, marked partial.",
         )
+        if locked:
+            st.caption(locked)
+        show_reported(CANCEL_ERROR)
         return
     _outcome(job, output)
     if finished is not None and job.status != "failed":

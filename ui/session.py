@@ -1,27 +1,52 @@
-"""This session's choices (model, backend, adapter, presentation) and the sidebar that makes them.
+"""This session's choices (model, backend, adapter, presentation), its role, and the sidebar that makes them.
 
 Models are cached by ``core`` in-process and shared by every browser session
 (each session is a thread of one server process); this module only remembers
 which model *this* session chose and hands pages a ``Backend``. Pages decide
 what to show from the backend's capabilities. Every model a page loads is
 ``restricted``: a local path typed here must lie in LLM Lab's own folders.
+
+When the server was started with a teacher secret (``core.access``), the
+session that types it into the sidebar's 🔑 Teacher box is the teacher's
+(``is_teacher``); the others may explore but not change what the class shares.
+The secret stays in this session's state: never in the URL.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from core import access
 from core.adapter_host import AdapterRef
 from core.backends import OPENAI_BASE_URL, Backend, LocalBackend, OpenAIBackend, list_models
+from core.backends.openai_api import (
+    allowed_base_urls,
+    default_base_url,
+    resolve_base_url,
+    shown_url,
+    uses_server_key,
+)
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL
-from core.errors import LabError
+from core.errors import InvalidInput, LabError
 from core.finetune import list_adapters, saved_adapter
-from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel, is_loaded, load_model, needs_conversion
+from core.models import (
+    DEFAULT_DTYPE,
+    DTYPES,
+    LoadedModel,
+    ModelKey,
+    is_loaded,
+    load_model,
+    loaded_models,
+    model_key,
+    needs_conversion,
+)
 from ui.widgets import choice
 
+TEACHER_SECRET = "teacher_secret"
+LOADED_PICK = "loaded_model_pick"
 MODEL_NAME = "model_name"
 MODEL_DTYPE = "model_dtype"
 PRESENTATION = "presentation"
@@ -42,10 +67,33 @@ def _init() -> None:
     st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
     st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
     st.session_state.setdefault(BACKEND, LOCAL)
-    st.session_state.setdefault(API_BASE_URL, os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL))
+    if API_BASE_URL not in st.session_state:
+        try:
+            st.session_state[API_BASE_URL] = default_base_url()
+        except LabError:  # a misconfigured server: the settings say so when they are used
+            st.session_state[API_BASE_URL] = OPENAI_BASE_URL
     st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
     st.session_state.setdefault(API_MODEL, "")
     st.session_state.setdefault(ADAPTER, NO_ADAPTER)
+
+
+def is_teacher() -> bool:
+    """Whether this session is the teacher's: it typed the teacher secret, or the server has none."""
+    return access.is_teacher(st.session_state.get(TEACHER_SECRET))
+
+
+def teacher_only(what: str) -> str | None:
+    """None when this session may ``what``; else the sentence a disabled control's caption shows."""
+    if is_teacher():
+        return None
+    return f"Only the teacher can {what}: type the teacher secret in the sidebar's 🔑 Teacher box."
+
+
+def require_teacher(what: str) -> None:
+    """Refuse ``what`` in a student's session: a callback's guard, behind the disabled control."""
+    why = teacher_only(what)
+    if why:
+        raise InvalidInput(why)
 
 
 def presenting() -> bool:
@@ -82,6 +130,7 @@ def current_api_backend() -> OpenAIBackend | None:
             st.session_state[API_MODEL],
             base_url=st.session_state[API_BASE_URL],
             api_key=st.session_state[API_KEY] or None,
+            server_key=is_teacher(),
         )
     except LabError as exc:
         st.warning(str(exc), icon="🔌")
@@ -90,7 +139,7 @@ def current_api_backend() -> OpenAIBackend | None:
 
 def _list_api_models() -> None:
     try:
-        names = list_models(st.session_state[API_BASE_URL], st.session_state[API_KEY] or None)
+        names = list_models(st.session_state[API_BASE_URL], st.session_state[API_KEY] or None, server_key=is_teacher())
     except LabError as exc:
         st.session_state[API_MODELS] = str(exc)
         return
@@ -103,17 +152,44 @@ def _pick_api_model() -> None:
     st.session_state[API_MODEL] = st.session_state[API_PICK]
 
 
+def _key_caption() -> str | None:
+    """What happens to the key, in words that match what ``core`` will send (``uses_server_key``)."""
+    base_url, typed = st.session_state[API_BASE_URL], st.session_state[API_KEY]
+    if typed:
+        return None
+    try:
+        if uses_server_key(base_url, None, is_teacher()):
+            return f"Using the server's OPENAI_API_KEY: it goes to {shown_url(resolve_base_url(base_url))} only."
+        server_has_key = uses_server_key(None, None, server_key=True)
+    except LabError:
+        return None  # a URL the settings will refuse, with their own sentence
+    if not server_has_key:
+        return None
+    if not is_teacher():
+        return "The server's own API key is the teacher's: type your own key, or use a server that needs none."
+    return "The server's OPENAI_API_KEY goes only to the base URL it was started with: this one gets no key."
+
+
 def _api_settings() -> None:
     st.text_input("Base URL", key=API_BASE_URL, help="The API root, e.g. http://127.0.0.1:8000/v1 for vLLM.")
+    try:
+        allowed = allowed_base_urls()
+    except LabError as exc:
+        st.error(str(exc), icon="🔌")
+        allowed = []
+    if allowed:
+        st.caption(f"This server may contact only {', '.join(shown_url(u) for u in allowed)}.")
     st.text_input(
         "API key",
         key=API_KEY,
         type="password",
         help="Kept in this browser session only: never saved, logged or put in the URL. "
-        "Leave empty to use OPENAI_API_KEY, or for servers that need no key.",
+        "Leave empty for servers that need no key, or, for the teacher, to use the server's OPENAI_API_KEY "
+        "(sent only to the base URL the server was started with).",
     )
-    if not st.session_state[API_KEY] and os.environ.get("OPENAI_API_KEY"):
-        st.caption("Using OPENAI_API_KEY from the server's environment.")
+    caption = _key_caption()
+    if caption:
+        st.caption(caption)
     st.button("List the server's models", on_click=_list_api_models)
     listed = st.session_state.get(API_MODELS)
     if isinstance(listed, str):
@@ -124,15 +200,22 @@ def _api_settings() -> None:
 
 
 def _load_base() -> LoadedModel:
-    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
-    if is_loaded(name, dtype):
-        return load_model(name, dtype, restricted=True)
-    if needs_conversion(name):
-        message = f"Converting {EMBEDDED_DISPLAY_NAME} from GGUF once (15–30 s); later starts take a second…"
+    # Every check first, so that not even the spinner's words depend on whether a refused path exists.
+    teacher = is_teacher()
+    key = model_key(st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE], restricted=True, may_load_new=teacher)
+
+    def load() -> LoadedModel:
+        return load_model(key.name, key.dtype, key.device, restricted=True, may_load_new=teacher)
+
+    if key in loaded_models():
+        return load()
+    if needs_conversion(key.name):
+        title = EMBEDDED_DISPLAY_NAME if key.name == EMBEDDED_MODEL else Path(key.name).name
+        message = f"Converting {title} from GGUF once (15–30 s); later starts take a second…"
     else:
-        message = f"Loading {name}…"
+        message = f"Loading {key.name}…"
     with st.spinner(message):
-        return load_model(name, dtype, restricted=True)
+        return load()
 
 
 def current_base_model() -> LoadedModel | None:
@@ -178,6 +261,28 @@ def adapter_choice(label: str, key: str, none_label: str, help_text: str) -> Non
     st.selectbox(label, [NO_ADAPTER, *adapters], key=key, format_func=lambda a: a or none_label, help=help_text)
 
 
+def _pick_loaded() -> None:
+    key: ModelKey | None = st.session_state[LOADED_PICK]
+    if key is not None:
+        choose_model(key.name)
+        st.session_state[MODEL_DTYPE] = key.dtype
+
+
+def _loaded_models_choice(why: str) -> None:
+    """A student's way to another model: one the teacher loaded already (``why``: loading is the teacher's)."""
+    loaded = loaded_models()
+    st.selectbox(
+        "Models loaded on this server",
+        loaded,
+        index=None,
+        key=LOADED_PICK,
+        on_change=_pick_loaded,
+        format_func=lambda k: f"{k.name} ({k.dtype})",
+        placeholder="Pick one" if loaded else "None yet",
+    )
+    st.caption(why)
+
+
 def _local_settings() -> None:
     st.text_input(
         "Model",
@@ -185,6 +290,9 @@ def _local_settings() -> None:
         help="'embedded' is SmolLM2-135M-Instruct, shipped with LLM Lab. Any Hugging Face id or local "
         "folder works too (downloads need internet).",
     )
+    why = teacher_only("load another model")
+    if why:
+        _loaded_models_choice(why)
     st.selectbox(
         "Precision",
         list(DTYPES),
@@ -203,6 +311,25 @@ def _local_settings() -> None:
         st.caption("Not loaded yet: it loads when a page needs it.")
 
 
+def _teacher_box() -> None:
+    """The 🔑 Teacher box, when the server has a teacher secret: typed once, kept in this session only."""
+    if not access.teacher_secret_required():
+        return
+    st.text_input(
+        "🔑 Teacher",
+        key=TEACHER_SECRET,
+        type="password",
+        help="The teacher secret printed when the server started (LLM_LAB_TEACHER_SECRET). "
+        "Kept in this browser session only: never saved or put in the URL.",
+    )
+    if is_teacher():
+        st.caption("Teacher: you can start, cancel, rename and delete jobs, load models and use the server's key.")
+    elif st.session_state.get(TEACHER_SECRET):
+        st.error("That is not the teacher secret.", icon="🔑")
+    else:
+        st.caption("Exploring as a student: jobs, loading models and the server's API key are the teacher's.")
+
+
 def sidebar(pages: list[Any]) -> None:
     """The page list (the router's ``st.Page`` objects, as links), then this session's model and presentation mode."""
     _init()
@@ -210,6 +337,7 @@ def sidebar(pages: list[Any]) -> None:
         for page in pages:
             st.page_link(page)
         st.divider()
+        _teacher_box()
         st.subheader("Model")
         choice(
             "Where the model runs",

@@ -18,14 +18,23 @@ two minutes). Failures become ``BackendError`` subclasses whose messages name
 the server and say what to do.
 
 The API key never leaves this module except in the ``Authorization`` header:
-it is not in ``repr``, and every message built from a server's answer is
-scrubbed of it. SDK exceptions are not chained onto ours (``from None``), as
-they hold the request, headers included.
+it is not in ``repr`` or any message. SDK exceptions are not chained onto ours
+(``from None``), as they hold the request, headers included.
+
+The app runs on a server that a class can reach, and the base URL is typed
+by whoever uses a page, so the server must not become a way into its own
+network: the server's ``OPENAI_API_KEY`` goes only to the base URL the server
+was configured with (``server_key_for``), and only when the caller may use it
+(the teacher's session); ``LLM_LAB_API_BASE_URLS`` can restrict the base URLs
+to a list, refused before any request; and a message names the server by
+host and port and the answer by its HTTP status, never by its body, so an
+internal web page cannot be read through LLM Lab.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http
 import math
 import os
 import re
@@ -56,28 +65,85 @@ from core.prompts import Example
 from core.tokens import validate_prompt
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+ALLOWED_BASE_URLS_ENV = "LLM_LAB_API_BASE_URLS"
 # llama.cpp's server, Ollama and a vLLM started without --api-key accept any key,
 # but the SDK refuses to send a request without one.
 NO_KEY_PLACEHOLDER = "not-needed"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_RETRIES = 3
 MAX_ALTERNATIVES = 20  # OpenAI's limit on top_logprobs; vLLM's default max_logprobs
-MAX_SERVER_MESSAGE_CHARS = 300
+BAD_URL = "The base URL must start with http:// or https://, e.g. http://127.0.0.1:8080/v1 or " + OPENAI_BASE_URL
 
 T = TypeVar("T")
 
 
+def _checked_url(url: str, refusal: str = BAD_URL) -> str:
+    """``url`` stripped, if it is an http(s) URL with a host and a valid port; ``refusal`` never repeats it."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise InvalidInput(refusal) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(refusal)
+    return url
+
+
+def _endpoint(url: str) -> tuple[str, str, int, str]:
+    """Where requests to ``url`` go: scheme, host, port and path. Credentials in the URL do not change it."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a page may show it: without the credentials a URL can carry (``http://user:secret@host``)."""
+    scheme, _, _, path = _endpoint(url)
+    return f"{scheme}://{host_of(url)}{path}"
+
+
+def configured_base_url() -> str:
+    """The base URL the server was started with: ``OPENAI_BASE_URL``, else OpenAI's."""
+    return _checked_url(
+        os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL,
+        "OPENAI_BASE_URL, set where LLM Lab was started, is not an http:// or https:// URL: fix it and restart.",
+    )
+
+
+def allowed_base_urls() -> list[str]:
+    """The base URLs ``LLM_LAB_API_BASE_URLS`` allows (commas or whitespace between them); empty: any."""
+    refusal = (
+        f"{ALLOWED_BASE_URLS_ENV}, set where LLM Lab was started, lists something that is not an http:// or "
+        "https:// URL: fix it and restart."
+    )
+    listed = re.split(r"[,\s]+", os.environ.get(ALLOWED_BASE_URLS_ENV, ""))
+    return [_checked_url(url, refusal) for url in listed if url]
+
+
+def _is_allowed(url: str, allowed: list[str]) -> bool:
+    return not allowed or _endpoint(url) in {_endpoint(a) for a in allowed}
+
+
+def default_base_url() -> str:
+    """The base URL a page starts with: the configured one, or the first allowed one if the list leaves it out."""
+    configured, allowed = configured_base_url(), allowed_base_urls()
+    return configured if _is_allowed(configured, allowed) else allowed[0]
+
+
 def resolve_base_url(base_url: str | None = None) -> str:
-    """The base URL to use: the one given, else ``OPENAI_BASE_URL``, else OpenAI's.
+    """The base URL to use: the one given, else the configured one; refused if an allow-list leaves it out.
 
     The message for a bad URL does not repeat it: a key pasted into the wrong
-    field must not end up on the page.
+    field must not end up on the page. With ``LLM_LAB_API_BASE_URLS`` set, any
+    other URL is refused here, before a request could reach it.
     """
-    url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    url = _checked_url(base_url) if base_url and base_url.strip() else configured_base_url()
+    allowed = allowed_base_urls()
+    if not _is_allowed(url, allowed):
         raise InvalidInput(
-            "The base URL must start with http:// or https://, e.g. http://127.0.0.1:8080/v1 or " + OPENAI_BASE_URL
+            "This LLM Lab may only contact the API servers it was started with "
+            f"({ALLOWED_BASE_URLS_ENV}): {', '.join(shown_url(a) for a in allowed)}. Use one of them."
         )
     return url
 
@@ -93,64 +159,92 @@ def is_openai(base_url: str) -> bool:
     return host == "api.openai.com" or host.endswith(".openai.com")
 
 
-def resolve_api_key(base_url: str, api_key: str | None = None) -> str:
-    """The key given, else ``OPENAI_API_KEY``; other servers than OpenAI get a placeholder when there is none.
+def server_key_for(base_url: str) -> str | None:
+    """The server's own key (``OPENAI_API_KEY``) if it may go to ``base_url``, else None.
 
-    Note that ``OPENAI_API_KEY`` is sent to whatever server ``base_url`` names,
-    as the SDK itself does; vLLM started with ``--api-key`` expects exactly that.
+    The key was given to the server for one API: the base URL it was
+    configured with (``configured_base_url``). Sent anywhere else, a person
+    who types the address of a listener of theirs would receive it.
     """
-    key = (api_key or "").strip() or os.environ.get("OPENAI_API_KEY", "").strip()
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if not key or _endpoint(base_url) != _endpoint(configured_base_url()):
+        return None
+    return key
+
+
+def resolve_api_key(base_url: str, api_key: str | None = None, server_key: bool = False) -> str:
+    """The key given; else, if ``server_key``, the server's own for its configured URL; else a placeholder.
+
+    ``server_key``: the caller may use the server's ``OPENAI_API_KEY`` (a page
+    passes whether its session is the teacher's). Even then the key goes only
+    to the base URL the server was configured with (``server_key_for``).
+    OpenAI's own API gets no placeholder: it needs a real key.
+    """
+    key = (api_key or "").strip() or (server_key_for(base_url) if server_key else None)
     if key:
         return key
     if is_openai(base_url):
         raise AuthenticationFailed(
-            "OpenAI's API needs a key: set OPENAI_API_KEY in the environment or type the key in."
+            "OpenAI's API needs a key: type yours in, or set OPENAI_API_KEY where LLM Lab runs (the app sends "
+            "it only to the base URL it was started with, and only from the teacher's session)."
         )
     return NO_KEY_PLACEHOLDER
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` without any of ``secrets`` or bearer tokens, shortened to a readable length."""
-    text = re.sub(r"(?i)bearer\s+\S+", "Bearer [hidden]", text)
-    for secret in secrets:
-        if secret and secret != NO_KEY_PLACEHOLDER:
-            text = text.replace(secret, "[API key hidden]")
-    if len(text) > MAX_SERVER_MESSAGE_CHARS:
-        text = text[:MAX_SERVER_MESSAGE_CHARS] + "…"
-    return text
+def uses_server_key(base_url: str | None, api_key: str | None, server_key: bool) -> bool:
+    """Whether a connection made with these settings would send the server's own key (what a page tells people)."""
+    return not (api_key or "").strip() and server_key and server_key_for(resolve_base_url(base_url)) is not None
 
 
-def _server_message(exc: openai.APIStatusError) -> str:
-    """What the server said, from the JSON error body or the raw text."""
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("detail") or body.get("error")
-        return str(message if message else body)
-    if isinstance(body, str) and body.strip():
-        return body.strip()
-    return exc.response.reason_phrase or ""
+def _status(code: int) -> str:
+    """``404 Not Found``: the status and its standard phrase, not the phrase a server chose to send."""
+    try:
+        return f"{code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _mentions(exc: openai.APIStatusError, word: str) -> bool:
+    """Whether the server's answer mentions ``word``: to tell failures apart, never to show the answer."""
+    return word in f"{exc.body}".lower()
+
+
+def _model_ids(listing: Any) -> list[str] | None:
+    """The ids of an OpenAI-shaped model list (``{"object": "list", "data": [{"id": …, "object": "model"}…]}``).
+
+    None for anything else: a page must not display whatever JSON another
+    service on the network answers with.
+    """
+    if not isinstance(listing, dict) or listing.get("object") != "list" or not isinstance(listing.get("data"), list):
+        return None
+    entries = listing["data"]
+    if not all(isinstance(m, dict) and m.get("object") == "model" and isinstance(m.get("id"), str) for m in entries):
+        return None
+    return sorted(m["id"] for m in entries)
 
 
 class _Connection:
     """One OpenAI-compatible server, a key for it, and the translation of its failures into ``BackendError``."""
 
-    def __init__(self, base_url: str | None, api_key: str | None, timeout: float, max_retries: int) -> None:
+    def __init__(
+        self, base_url: str | None, api_key: str | None, timeout: float, max_retries: int, server_key: bool
+    ) -> None:
         if not timeout > 0:
             raise InvalidInput(f"The timeout must be a positive number of seconds; got {timeout}.")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise InvalidInput(f"The number of retries must be a whole number, 0 or more; got {max_retries!r}.")
         self.base_url = resolve_base_url(base_url)
+        self.host = host_of(self.base_url)
         self.timeout = timeout
-        self._api_key = resolve_api_key(self.base_url, api_key)
         self.client = openai.OpenAI(
-            api_key=self._api_key,
+            api_key=resolve_api_key(self.base_url, api_key, server_key),
             base_url=self.base_url,
             timeout=openai.Timeout(timeout, connect=min(timeout, 5.0)),
             max_retries=max_retries,
         )
 
     def __repr__(self) -> str:
-        return f"_Connection({self.base_url!r})"
+        return f"_Connection({shown_url(self.base_url)!r})"
 
     def call(self, request: Callable[[], T], model: str | None = None) -> T:
         """Run ``request``, turning the SDK's exceptions and unparseable answers into ``BackendError``."""
@@ -162,21 +256,25 @@ class _Connection:
             raise self.malformed("its answer is not valid JSON") from None
 
     def list_models(self) -> list[str]:
-        page = self.call(self.client.models.list)
+        """The ids the server lists, read from the raw answer: only an OpenAI-shaped list is accepted."""
+        answer = self.call(self.client.models.with_raw_response.list).http_response
         try:
-            return sorted(str(m.id) for m in page.data)
-        except (AttributeError, TypeError):
-            raise self.malformed("the model list has no model ids") from None
+            ids = _model_ids(answer.json())
+        except ValueError:  # not JSON at all: a web page, say
+            ids = None
+        if ids is None:
+            raise self.malformed("its answer to /models is not a list of models")
+        return ids
 
     def malformed(self, what: str) -> MalformedResponse:
         return MalformedResponse(
-            f"The server at {self.base_url} answered, but not in the OpenAI API's format ({what}). "
+            f"The server at {self.host} answered, but not in the OpenAI API's format ({what}). "
             "Is the base URL that of an OpenAI-compatible API (it usually ends in /v1)?"
         )
 
     def translate(self, exc: openai.OpenAIError, model: str | None) -> BackendError:
-        """A ``BackendError`` for ``exc`` whose message says what to do, without the key."""
-        where = self.base_url
+        """A ``BackendError`` for ``exc``: a fixed sentence with the HTTP status, never the server's own words."""
+        where = self.host
         if isinstance(exc, openai.APITimeoutError):
             return ServerUnreachable(
                 f"The server at {where} did not answer within {self.timeout:g} s, even after retries. "
@@ -190,45 +288,44 @@ class _Connection:
         if isinstance(exc, openai.APIResponseValidationError):
             return self.malformed("the response did not match the expected schema")
         if not isinstance(exc, openai.APIStatusError):
-            return BackendError(f"The call to {where} failed: {self._clean(str(exc))}")
-        said = self._clean(_server_message(exc))
-        status = exc.status_code
+            return BackendError(f"The call to the server at {where} failed ({type(exc).__name__}).")
+        status = _status(exc.status_code)
         if isinstance(exc, openai.AuthenticationError):
             return AuthenticationFailed(
-                f"The server at {where} refused the API key (401 Unauthorized). "
-                "Check OPENAI_API_KEY or the key you typed: it may be mistyped, revoked, or meant for another server."
+                f"The server at {where} refused the API key ({status}). "
+                "Check the key: it may be mistyped, revoked, or meant for another server."
             )
         if isinstance(exc, openai.PermissionDeniedError):
-            return AuthenticationFailed(f"The server at {where} does not let this API key do that (403): {said}")
+            return AuthenticationFailed(f"The server at {where} does not let this API key do that ({status}).")
         if isinstance(exc, openai.NotFoundError):
-            hint = "" if urlsplit(where).path.rstrip("/").endswith("/v1") else " Most servers need /v1 at the end."
+            has_v1 = urlsplit(self.base_url).path.rstrip("/").endswith("/v1")
+            hint = "" if has_v1 else " Most servers need /v1 at the end."
             subject = f"model {model!r}" if model else "this request"
             return UnknownModel(
-                f"The server at {where} answered 404 Not Found for {subject}: {said}. "
+                f"The server at {where} answered {status} for {subject}. "
                 f"Check the model name against the server's list of models, and the base URL.{hint}"
             )
         if isinstance(exc, openai.RateLimitError):
             return BackendError(
-                f"The server at {where} is rate-limiting these requests (429), even after retries with backoff: "
-                f"{said}. Wait a minute, or check the account's quota."
+                f"The server at {where} is rate-limiting these requests ({status}), even after retries with "
+                "backoff. Wait a minute, or check the account's quota."
             )
-        if status in (400, 422) and "logprob" in said.lower():
+        if exc.status_code in (400, 422) and _mentions(exc, "logprob"):
             return NoLogprobs(
-                f"Model {model!r} at {where} refused the log-probabilities LLM Lab asked for ({said}). "
+                f"Model {model!r} at {where} refused the log-probabilities LLM Lab asked for ({status}). "
                 "Reasoning models give none at all: pick a non-reasoning model. Some servers cap the number of "
                 "alternatives (OpenAI's legacy completions at 5): ask for fewer."
             )
-        if status in (400, 422):
-            return BackendError(f"The server at {where} refused the request ({status}): {said}")
-        if status >= 500:
+        if exc.status_code in (400, 422):
             return BackendError(
-                f"The server at {where} failed with error {status}, even after retries: {said}. "
-                "Check the server's log; try again later."
+                f"The server at {where} refused the request ({status}). Check the model name and the settings; "
+                "the server's log says why."
             )
-        return BackendError(f"The server at {where} answered {status}: {said}")
-
-    def _clean(self, text: str) -> str:
-        return _scrub(text, (self._api_key,)).strip().rstrip(".")
+        if exc.status_code >= 500:
+            return BackendError(
+                f"The server at {where} failed ({status}), even after retries. Check the server's log; try again later."
+            )
+        return BackendError(f"The server at {where} answered {status}, which LLM Lab cannot use.")
 
 
 def list_models(
@@ -236,13 +333,15 @@ def list_models(
     api_key: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     max_retries: int = DEFAULT_MAX_RETRIES,
+    server_key: bool = False,
 ) -> list[str]:
     """The model names the server lists at ``/models``, sorted.
 
     Not every server offers the list; then this raises ``UnknownModel`` (404),
-    and a page can let the person type the name instead.
+    and a page can let the person type the name instead. ``server_key``: see
+    ``resolve_api_key``.
     """
-    return _Connection(base_url, api_key, timeout, max_retries).list_models()
+    return _Connection(base_url, api_key, timeout, max_retries, server_key).list_models()
 
 
 def _token_prob(token: Any, logprob: Any) -> TokenProb:
@@ -273,9 +372,11 @@ def _check_alternatives(k: int) -> int:
 class OpenAIBackend(Backend):
     """A model on an OpenAI-compatible server.
 
-    ``base_url`` defaults to ``OPENAI_BASE_URL`` or OpenAI's API; ``api_key``
-    to ``OPENAI_API_KEY`` (a placeholder for servers other than OpenAI, which
-    usually need none). ``model`` is the name the server knows the model by.
+    ``base_url`` defaults to ``OPENAI_BASE_URL`` or OpenAI's API. ``api_key``
+    is the caller's own; without one, the server's ``OPENAI_API_KEY`` when
+    ``server_key`` allows it and ``base_url`` is the configured one, else a
+    placeholder (servers other than OpenAI usually need none). ``model`` is
+    the name the server knows the model by.
     """
 
     kind: ClassVar[str] = "openai"
@@ -292,12 +393,13 @@ class OpenAIBackend(Backend):
         api_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        server_key: bool = False,
     ) -> None:
         self.model = (model or "").strip()
         if not self.model:
             raise InvalidInput("Name the model to use on the server (its /v1/models lists them).")
-        self._connection = _Connection(base_url, api_key, timeout, max_retries)
-        self.label = f"{self.model} at {host_of(self.base_url)}"
+        self._connection = _Connection(base_url, api_key, timeout, max_retries, server_key)
+        self.label = f"{self.model} at {self._connection.host}"
 
     @property
     def base_url(self) -> str:
@@ -378,7 +480,7 @@ class OpenAIBackend(Backend):
         if not tokens and ended_at_once:
             # Sampling drew end-of-text, and servers list no alternatives for a token they do not return.
             raise BackendError(
-                f"Model {self.model!r} at {self.base_url} ended its answer at once, so the server sent no "
+                f"Model {self.model!r} at {self._connection.host} ended its answer at once, so the server sent no "
                 "alternatives; ask again."
             )
         if not tokens:
@@ -523,7 +625,7 @@ class OpenAIBackend(Backend):
 
     def _no_logprobs(self) -> NoLogprobs:
         return NoLogprobs(
-            f"Model {self.model!r} at {self.base_url} answered without log-probabilities, so LLM Lab cannot show "
-            "its distribution. Reasoning models (o1, o3, gpt-5…) never return them, and some servers need them "
-            "switched on; pick another model or server."
+            f"Model {self.model!r} at {self._connection.host} answered without log-probabilities, so LLM Lab "
+            "cannot show its distribution. Reasoning models (o1, o3, gpt-5…) never return them, and some servers "
+            "need them switched on; pick another model or server."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -61,10 +62,17 @@ def backend(args: argparse.Namespace) -> Backend:
         return LocalBackend(model(args))
     from core.backends.openai_api import DEFAULT_TIMEOUT_S, OpenAIBackend
 
-    # The key comes only from OPENAI_API_KEY, never a flag that `ps` would show.
     if args.model == EMBEDDED_MODEL:
         raise InvalidInput("With --backend openai, --model must name a model on the server (e.g. gpt-4o-mini).")
-    return OpenAIBackend(args.model, base_url=args.base_url, timeout=args.timeout or DEFAULT_TIMEOUT_S)
+    # The key comes only from OPENAI_API_KEY, never a flag that `ps` would show. It is the key of whoever runs
+    # the command, for the server they name: given as their own, not as the shared app's key, which goes
+    # only to the base URL the app was configured with.
+    return OpenAIBackend(
+        args.model,
+        base_url=args.base_url,
+        api_key=os.environ.get("OPENAI_API_KEY"),
+        timeout=args.timeout or DEFAULT_TIMEOUT_S,
+    )
 
 
 def token_row(token: str, token_id: int | None, prob: float | None, logprob: float | None) -> dict[str, Any]:
