@@ -36,7 +36,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 
-from core.bench import BENCH_PROMPT, _median_seconds  # noqa: E402
+from core.bench.single import BENCH_PROMPT  # noqa: E402
+from core.bench.timing import median_seconds  # noqa: E402
 from core.finetune.adapters import resolve_adapter  # noqa: E402
 from core.models import LoadedModel, ModelKey, _load_uncached  # noqa: E402
 
@@ -76,10 +77,10 @@ def run(repeats: int) -> dict[str, Any]:
         views = [shared.with_adapter(resolve_adapter(first)), shared.with_adapter(resolve_adapter(second))]
         plain_peft = PeftModel.from_pretrained(copy.deepcopy(plain_base.model), str(first)).eval()
 
-        raw_base_s = _median_seconds(raw(plain_base.model), repeats)
-        our_base_s = _median_seconds(lambda: shared.forward(ids), repeats)
-        plain_peft_s = _median_seconds(raw(plain_peft), repeats)
-        our_view_s = _median_seconds(lambda: views[0].forward(ids), repeats)
+        raw_base_s = median_seconds(raw(plain_base.model), repeats)
+        our_base_s = median_seconds(lambda: shared.forward(ids), repeats)
+        plain_peft_s = median_seconds(raw(plain_peft), repeats)
+        our_view_s = median_seconds(lambda: views[0].forward(ids), repeats)
 
         def alternating() -> None:
             for model in (shared, views[0], views[1]):
@@ -89,8 +90,8 @@ def run(repeats: int) -> dict[str, Any]:
             for _ in range(3):
                 raw(plain_peft)()
 
-        alternating_s = _median_seconds(alternating, repeats)
-        same_s = _median_seconds(same_model_three_times, repeats)
+        alternating_s = median_seconds(alternating, repeats)
+        same_s = median_seconds(same_model_three_times, repeats)
         adapter_mb = _mb(p for n, p in plain_peft.named_parameters() if "lora_" in n)
         base_mb = _mb(plain_base.model.parameters())
     return {

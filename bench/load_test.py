@@ -445,6 +445,7 @@ def server_env(data_dir: Path, openmp_default: bool) -> dict[str, str]:
     env.pop("OMP_WAIT_POLICY", None)
     if not openmp_default:
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # as the Makefile's `run` sets it, and for the same reason
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # as `make run`: glibc's per-thread arenas kept freed memory
     return env
 
 

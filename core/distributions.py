@@ -21,11 +21,13 @@ import torch
 
 from core.errors import InvalidInput
 from core.models import LoadedModel
+from core.prefix_cache import PrefixCache
 from core.result_cache import ResultCache
-from core.tokens import check_fits, display_token, validate_prompt
+from core.tokens import check_fits, display_token, token_text, validate_prompt
 
 DISTRIBUTION_CACHE: ResultCache[NextTokenDistribution] = ResultCache(capacity=256)
 SCORE_CACHE: ResultCache[TextScore] = ResultCache(capacity=64)
+PREFIX_CACHE = PrefixCache()
 MAX_TEMPERATURE = 100.0
 
 
@@ -43,19 +45,22 @@ class TokenProb:
         return display_token(self.token)
 
 
-def _entropy(probs: torch.Tensor, logprobs: torch.Tensor) -> float:
-    mask = probs > 0
-    return float(-(probs[mask] * logprobs[mask]).sum())
+def _entropy(logits: torch.Tensor) -> float:
+    """Shannon entropy (nats) of softmax(``logits``), in float64; -inf logits are tokens with no mass."""
+    kept = logits[torch.isfinite(logits)] if bool(torch.isinf(logits).any()) else logits
+    logprobs = torch.log_softmax(kept.double(), dim=-1)
+    return float(-(logprobs.exp() * logprobs).sum())
 
 
 @dataclass(eq=False)
 class NextTokenDistribution:
     """The model's distribution over the next token after ``prompt_ids``.
 
-    ``logits`` is the full float32 vector (shape ``[vocab]``). Only its
-    log-normaliser is computed up front; the full ``probs`` and ``logprobs``
-    vectors are computed on first use, so a generation step that needs a
-    few alternatives does not pay for 50k exponentials.
+    ``logits`` is the full float32 vector (shape ``[vocab]``): the only
+    vocabulary-sized thing kept, since up to a few hundred distributions sit
+    in the shared memo for a class. The log-normaliser and the entropy are
+    two floats computed once; ``probs`` and ``logprobs`` (float64) are
+    computed when asked for and not kept.
     """
 
     model: str
@@ -67,11 +72,11 @@ class NextTokenDistribution:
         # float64: over ~50k tokens, float32 rounding leaves sums off 1 by ~1e-5
         self._log_z = float(torch.logsumexp(self.logits.double(), dim=-1))
 
-    @cached_property
+    @property
     def logprobs(self) -> torch.Tensor:
         return self.logits.double() - self._log_z
 
-    @cached_property
+    @property
     def probs(self) -> torch.Tensor:
         return self.logprobs.exp()
 
@@ -79,10 +84,10 @@ class NextTokenDistribution:
     def vocab_size(self) -> int:
         return int(self.logits.shape[0])
 
-    @property
+    @cached_property
     def entropy(self) -> float:
         """Shannon entropy in nats."""
-        return _entropy(self.probs, self.logprobs)
+        return _entropy(self.logits)
 
     @property
     def entropy_bits(self) -> float:
@@ -90,7 +95,7 @@ class NextTokenDistribution:
 
     def token_prob(self, token_id: int) -> TokenProb:
         logprob = float(self.logits[token_id]) - self._log_z
-        return TokenProb(token_id, self.tokenizer.decode([token_id]), math.exp(logprob), logprob)
+        return TokenProb(token_id, token_text(self.tokenizer, token_id), math.exp(logprob), logprob)
 
     def top(self, k: int) -> list[TokenProb]:
         """The ``k`` most likely tokens, most likely first."""
@@ -170,22 +175,23 @@ class ShapedDistribution:
     """A distribution after the sampling transforms.
 
     ``kept`` marks the surviving tokens; ``probs`` is renormalised over them
-    (zero elsewhere).
+    (zero elsewhere); ``scaled`` holds the logits divided by the temperature,
+    -inf where a token was pruned (what ``probs`` is the softmax of).
     """
 
     original: NextTokenDistribution
     settings: SamplingSettings
     probs: torch.Tensor
     kept: torch.Tensor
+    scaled: torch.Tensor
 
     @property
     def n_kept(self) -> int:
         return int(self.kept.sum())
 
-    @property
+    @cached_property
     def entropy(self) -> float:
-        logprobs = torch.log(self.probs.clamp_min(1e-300))
-        return _entropy(self.probs, logprobs)
+        return _entropy(self.scaled)
 
     @property
     def entropy_bits(self) -> float:
@@ -194,17 +200,10 @@ class ShapedDistribution:
     def top(self, k: int) -> list[ShapedToken]:
         """The ``k`` tokens most likely *before* reshaping, so both views line up."""
         k = check_top_k(k, self.probs.shape[0])
-        _, ids = torch.topk(self.original.probs, k)
-        decode = self.original.tokenizer.decode
+        ids = torch.topk(self.original.logits, k).indices  # the order of the probabilities: no softmax needed
         return [
-            ShapedToken(
-                int(i),
-                decode([int(i)]),
-                float(self.original.probs[i]),
-                float(self.probs[i]),
-                bool(self.kept[i]),
-            )
-            for i in ids
+            ShapedToken(t.id, t.token, t.prob, float(self.probs[t.id]), bool(self.kept[t.id]))
+            for t in (self.original.token_prob(int(i)) for i in ids)
         ]
 
 
@@ -215,8 +214,10 @@ def reshape(dist: NextTokenDistribution, settings: SamplingSettings) -> ShapedDi
     if settings.is_greedy:
         kept = torch.zeros_like(logits, dtype=torch.bool)
         kept[dist.argmax] = True
-        return ShapedDistribution(dist, settings, kept.float(), kept)
-    scaled = logits / settings.temperature
+        return ShapedDistribution(
+            dist, settings, kept.double(), kept, torch.zeros_like(logits).masked_fill(~kept, -math.inf)
+        )
+    scaled = logits / settings.temperature if settings.temperature != 1 else logits
     kept = torch.ones_like(logits, dtype=torch.bool)
     if settings.top_k is not None:
         kth = torch.topk(scaled, settings.top_k).values[-1]
@@ -233,8 +234,8 @@ def reshape(dist: NextTokenDistribution, settings: SamplingSettings) -> ShapedDi
     if settings.min_p > 0:
         probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
         kept &= probs >= settings.min_p * probs.max()
-    probs = torch.softmax(scaled.masked_fill(~kept, -math.inf), dim=-1)
-    return ShapedDistribution(dist, settings, probs, kept)
+    masked = scaled.masked_fill(~kept, -math.inf)
+    return ShapedDistribution(dist, settings, torch.softmax(masked, dim=-1), kept, masked)
 
 
 def sample_token(shaped: ShapedDistribution, generator: torch.Generator | None = None) -> int:
@@ -245,15 +246,30 @@ def sample_token(shaped: ShapedDistribution, generator: torch.Generator | None =
 
 
 def next_token_distribution(lm: LoadedModel, prompt_ids: list[int]) -> NextTokenDistribution:
-    """The distribution over the token after ``prompt_ids``, memoised per (model and adapter, ids)."""
+    """The distribution over the token after ``prompt_ids``, memoised per (model and adapter, ids).
+
+    Computing it reads only what the model has not read yet: the pass
+    continues the kept cache of the longest prefix of ``prompt_ids`` it has
+    just read (a steered or generated text grows one token at a time), and
+    keeps its own cache for the next token.
+    """
     check_fits(lm, len(prompt_ids))
-    key = (lm.key, tuple(prompt_ids))
+    ids = tuple(prompt_ids)
 
     def compute() -> NextTokenDistribution:
-        logits, _ = lm.forward(list(prompt_ids), last_only=True)
-        return NextTokenDistribution(lm.display_name, tuple(prompt_ids), logits[-1], lm.tokenizer)
+        past, start = PREFIX_CACHE.longest(lm.key, ids)
+        logits, after = lm.forward(list(ids[start:]), past, last_only=True)
+        PREFIX_CACHE.put(lm.key, ids, after)
+        return NextTokenDistribution(lm.display_name, ids, logits[-1], lm.tokenizer)
 
-    return DISTRIBUTION_CACHE.get_or_compute(key, compute)
+    return DISTRIBUTION_CACHE.get_or_compute((lm.key, ids), compute)
+
+
+def clear_memos() -> None:
+    """Forget every memoised distribution, score and kept cache (benchmarks measure the computation)."""
+    DISTRIBUTION_CACHE.clear()
+    SCORE_CACHE.clear()
+    PREFIX_CACHE.clear()
 
 
 @dataclass(frozen=True)
@@ -309,15 +325,17 @@ def score_text(lm: LoadedModel, text: str, alternatives: int = 5) -> TextScore:
         chosen = logprobs.gather(1, targets[:, None])[:, 0]
         ranks = (logprobs > chosen[:, None]).sum(dim=1) + 1
         alt_logprobs, alt_ids = torch.topk(logprobs, alternatives, dim=-1)
-        decode = lm.tokenizer.decode
-        scores = [TokenScore(ids[0], decode([ids[0]]), None, None, None)]
+        tokenizer = lm.tokenizer
+        scores = [TokenScore(ids[0], token_text(tokenizer, ids[0]), None, None, None)]
         for pos, token_id in enumerate(ids[1:]):
             alts = tuple(
-                TokenProb(int(a), decode([int(a)]), math.exp(float(lp)), float(lp))
+                TokenProb(int(a), token_text(tokenizer, int(a)), math.exp(float(lp)), float(lp))
                 for a, lp in zip(alt_ids[pos], alt_logprobs[pos], strict=True)
             )
             lp = float(chosen[pos])
-            scores.append(TokenScore(token_id, decode([token_id]), math.exp(lp), lp, int(ranks[pos]), alts))
+            scores.append(
+                TokenScore(token_id, token_text(tokenizer, token_id), math.exp(lp), lp, int(ranks[pos]), alts)
+            )
         mean_nll = float(-chosen.mean())
         return TextScore(tuple(scores), math.exp(mean_nll), mean_nll, lm.display_name)
 

@@ -1,7 +1,8 @@
 """Generation one token at a time, on the KV cache, with the alternatives at each step.
 
-``TokenStream`` holds a prefix and the model's KV cache for it: each new token
-costs one forward pass over that token alone, not over the whole text. A UI
+``TokenStream`` holds a prefix; each new token costs one forward pass over
+that token alone (the memoised distributions continue the kept cache of the
+text so far, ``core.prefix_cache``), not over the whole text. A UI
 steers it with ``append(token_id)``; ``sample`` draws the next token with the
 current ``SamplingSettings``; ``generate`` streams a whole continuation.
 """
@@ -16,10 +17,12 @@ import torch
 from core.distributions import (
     ALTERNATIVES,
     DISTRIBUTION_CACHE,
+    PREFIX_CACHE,
     NextTokenDistribution,
     SamplingSettings,
     TokenProb,
     check_top_k,
+    next_token_distribution,
     reshape,
     sample_token,
 )
@@ -66,18 +69,28 @@ def step_for(
     if not 0 <= token_id < dist.logits.shape[0]:
         raise InvalidInput(f"Token id {token_id} is outside the vocabulary (0 to {dist.logits.shape[0] - 1}).")
     chosen = dist.token_prob(token_id)
+    top = tuple(dist.top(alternatives))
+    place = next((i for i, t in enumerate(top) if t.id == token_id), None)
+    # Among the top tokens (sorted), its rank is read off the list; otherwise counted over the vocabulary.
+    rank = 1 + sum(t.logprob > chosen.logprob for t in top[:place]) if place is not None else dist.rank_of(token_id)
     return GenerationStep(
         index=index,
         chosen=chosen,
         sampled_prob=chosen.prob if sampled_prob is None else sampled_prob,
-        rank=dist.rank_of(token_id),
-        alternatives=tuple(dist.top(alternatives)),
+        rank=rank,
+        alternatives=top,
         finished=token_id in lm.eos_token_ids,
     )
 
 
 class TokenStream:
-    """A growing sequence of token ids with the model's KV cache for it."""
+    """A growing sequence of token ids, each step one pass over the new token alone.
+
+    Its distributions are the memoised ones (``next_token_distribution``),
+    which continue the kept cache of the text so far: a prompt whose
+    distribution a page has just shown costs no second read, and each new
+    token costs one single-token step, batched with every other session's.
+    """
 
     def __init__(self, lm: LoadedModel, prompt_ids: list[int], alternatives: int = 20) -> None:
         check_fits(lm, len(prompt_ids))
@@ -85,19 +98,13 @@ class TokenStream:
         self.ids: list[int] = list(prompt_ids)
         self.prompt_length = len(prompt_ids)
         self.alternatives = check_top_k(alternatives, lm.vocab_size, ALTERNATIVES)
-        self._past = None
-        self._unseen: list[int] = list(prompt_ids)  # ids not yet fed to the model
         self._distribution: NextTokenDistribution | None = None
 
     @property
     def distribution(self) -> NextTokenDistribution:
         """The next-token distribution after ``ids``; computed lazily, once."""
         if self._distribution is None:
-            logits, self._past = self.lm.forward(self._unseen, self._past, last_only=True)
-            self._unseen = []
-            self._distribution = NextTokenDistribution(
-                self.lm.display_name, tuple(self.ids), logits[-1], self.lm.tokenizer
-            )
+            self._distribution = next_token_distribution(self.lm, self.ids)
         return self._distribution
 
     @property
@@ -111,7 +118,6 @@ class TokenStream:
         index = len(self.ids) - self.prompt_length
         step = step_for(self.distribution, token_id, index, self.lm, self.alternatives, sampled_prob)
         self.ids.append(token_id)
-        self._unseen.append(token_id)
         self._distribution = None
         return step
 
@@ -166,11 +172,14 @@ def generate(
 def replay(
     lm: LoadedModel, prompt_ids: list[int], continuation: list[int], alternatives: int = 10
 ) -> tuple[GenerationStep, ...]:
-    """Rebuild the steps of a continuation (e.g. from a shared link) in one forward pass.
+    """Rebuild the steps of a continuation: from the memoised distributions, else in one forward pass.
 
-    Memoised per (model, prompt, continuation). The distribution after the
-    whole text is stored in the next-token cache too, so showing it next
-    costs no second pass.
+    A page redraws a steered or generated text on every rerun; its
+    distributions were computed as the text grew, so the steps come from the
+    memo with no pass at all. A text from a shared link costs one pass over
+    the whole of it, whose distributions (and cache) are memoised in turn, so
+    the next token appended costs one single-token step. Memoised per (model,
+    prompt, continuation).
     """
     ids = list(prompt_ids) + list(continuation)
     check_fits(lm, len(ids))
@@ -178,17 +187,24 @@ def replay(
     check_top_k(alternatives, lm.vocab_size, ALTERNATIVES)
     if not continuation:
         return ()
+    prefixes = [tuple(ids[: len(prompt_ids) + index]) for index in range(len(continuation))]
 
     def compute() -> tuple[GenerationStep, ...]:
-        logits, _ = lm.forward(ids)
-        steps = []
-        for index, token_id in enumerate(continuation):
-            position = len(prompt_ids) + index - 1  # the row that predicts this token
-            dist = NextTokenDistribution(lm.display_name, tuple(ids[: position + 1]), logits[position], lm.tokenizer)
-            steps.append(step_for(dist, token_id, index, lm, alternatives))
-        DISTRIBUTION_CACHE.put(
-            (lm.key, tuple(ids)), NextTokenDistribution(lm.display_name, tuple(ids), logits[-1], lm.tokenizer)
+        known = [DISTRIBUTION_CACHE.peek((lm.key, prefix)) for prefix in prefixes]
+        if all(dist is not None for dist in known):
+            dists = [dist for dist in known if dist is not None]
+        else:
+            logits, after = lm.forward(ids)  # row i predicts token i + 1
+            PREFIX_CACHE.put(lm.key, ids, after)
+            dists = [
+                NextTokenDistribution(lm.display_name, prefix, logits[len(prefix) - 1], lm.tokenizer)
+                for prefix in [*prefixes, tuple(ids)]
+            ]
+            for dist in dists:
+                DISTRIBUTION_CACHE.put((lm.key, dist.prompt_ids), dist)
+        return tuple(
+            step_for(dist, token_id, index, lm, alternatives)
+            for index, (dist, token_id) in enumerate(zip(dists, continuation, strict=False))
         )
-        return tuple(steps)
 
     return REPLAY_CACHE.get_or_compute((lm.key, tuple(prompt_ids), tuple(continuation), alternatives), compute)

@@ -32,7 +32,7 @@ from core.distributions import TokenProb
 from core.errors import InvalidInput
 from core.models import LoadedModel
 from core.result_cache import ResultCache
-from core.tokens import check_fits, display_token, encode_prompt
+from core.tokens import check_fits, display_token, encode_prompt, token_text
 
 TOP_K = 5  # alternatives kept per cell: the page's hover and the CLI show them
 MAX_INSIDE_TOKENS = 128  # every position is read at every layer: the cost and the charts' width grow with it
@@ -72,7 +72,7 @@ class LogitLens:
         return int(self.top_ids.shape[1])
 
     def decode(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id])
+        return token_text(self.tokenizer, token_id)
 
     @cached_property
     def input_tokens(self) -> list[str]:
@@ -299,7 +299,7 @@ def single_token_id(lm: LoadedModel, text: str) -> int:
         raise InvalidInput("Type the token to follow, such as ' Paris' with its leading space.")
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        pieces = " + ".join(display_token(lm.tokenizer.decode([i])) for i in ids)
+        pieces = " + ".join(display_token(token_text(lm.tokenizer, i)) for i in ids)
         raise InvalidInput(
             f"{display_token(text)} is {pieces} for {lm.display_name}: give a single token to follow, "
             "such as ' Paris' with its leading space."

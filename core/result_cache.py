@@ -35,6 +35,14 @@ class ResultCache(Generic[V]):
         self.put(key, value)
         return value
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value stored under ``key``, or None; counts as neither a hit nor a miss (a fast path looking)."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
     def put(self, key: Hashable, value: V) -> None:
         """Store a value computed elsewhere (e.g. as a by-product of a larger pass)."""
         with self._lock:

@@ -11,11 +11,15 @@ from ui.router import require_router
 
 require_router()
 
+from typing import Any
+
 import streamlit as st
 
 from core.distributions import (
     NextTokenDistribution,
     SamplingSettings,
+    ShapedDistribution,
+    ShapedToken,
     next_token_distribution,
     reshape,
     sample_token,
@@ -40,6 +44,7 @@ TEMPERATURE, TOP_K, TOP_P, MIN_P, SHOWN, SEED, N_TOKENS = (
     "ex_n_tokens",
 )
 PICK, PICK_BUTTON = "ex_pick", "ex_append"
+PANEL = "ex_panel"  # this session's last reshaped distribution and chart
 EXAMPLE = "ex_example"
 GENERATE_REQUESTED = "ex_generate_requested"
 
@@ -224,11 +229,27 @@ st.markdown(
 path_box = st.empty()
 path_box.markdown(path_html(prompt.text, steps), unsafe_allow_html=True)
 
+if st.session_state.pop(GENERATE_REQUESTED, False):
+    # Streams into the text above, then draws the rest of the page for the longer text in this same run:
+    # a second run to show it would cost every student's click a whole page again.
+    try:
+        streamed = list(steps)
+        seed = _position_seed(len(ids))
+        for step in generate(lm, ids, st.session_state[N_TOKENS], current_settings, seed=seed, alternatives=10):
+            streamed.append(step)
+            path_box.markdown(path_html(prompt.text, streamed), unsafe_allow_html=True)
+            _append(step.chosen.id)
+    except LabError as exc:
+        show_error(exc)
+    path = st.session_state[PATH]
+    steps = replay(lm, prompt.ids, path)  # from the memo: the generation computed every step
+    ids = prompt.ids + path
+    dist = next_token_distribution(lm, ids)  # one single-token step over the kept cache
+
 eos_reached = bool(steps) and steps[-1].finished
 buttons = st.columns([1, 1, 1.4, 1, 1, 1])
 greedy_id = dist.argmax
 buttons[0].button("⬆ Most likely", on_click=_append, args=(greedy_id,), disabled=eos_reached, width="stretch")
-seed = _position_seed(len(ids))
 buttons[1].button(
     "🎲 Sample",
     on_click=_sample,
@@ -250,32 +271,36 @@ buttons[4].button("⟲ Reset", on_click=_reset_path, disabled=not path, width="s
 if eos_reached:
     st.info("The model chose its end-of-text token: this answer is finished. Undo or reset to go on.")
 
-if st.session_state.pop(GENERATE_REQUESTED, False):
-    try:
-        streamed = list(steps)
-        for step in generate(lm, ids, st.session_state[N_TOKENS], current_settings, seed=seed, alternatives=10):
-            streamed.append(step)
-            path_box.markdown(path_html(prompt.text, streamed), unsafe_allow_html=True)
-            _append(step.chosen.id)
-    except LabError as exc:
-        show_error(exc)
-    else:
-        st.rerun()
-
 
 @st.fragment
+def _panel_view(shown: int) -> tuple[ShapedDistribution, list[ShapedToken], Any]:
+    """The reshaped distribution, its top tokens and the chart, kept for this session while nothing changes.
+
+    A page reruns on every click of every student: reshaping the vocabulary in
+    float64 and building the plotly figure anew each time was a sixth of a
+    class's server time, for the same picture.
+    """
+    key = (lm.key, tuple(ids), settings(), shown, presenting())
+    kept = st.session_state.get(PANEL)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    shaped = reshape(dist, settings())
+    view = (shaped, shaped.top(shown), distribution_figure(shaped, shown, presenting()))
+    st.session_state[PANEL] = (key, view)
+    return view
+
+
 def distribution_panel() -> None:
     """Sliders and chart: reruns alone when a slider moves; reshaping needs no forward pass."""
+    shown = st.session_state[SHOWN]
     try:
-        shaped = reshape(dist, settings())
+        shaped, top, figure = _panel_view(shown)
     except LabError as exc:
         st.warning(str(exc))
         shaped = None
-    shown = st.session_state[SHOWN]
     metrics = st.columns(4)
     metrics[0].metric("Entropy", f"{dist.entropy_bits:.2f} bits", help="Uncertainty of the model's distribution.")
     if shaped is not None:
-        top = shaped.top(shown)
         metrics[1].metric("After settings", f"{shaped.entropy_bits:.2f} bits")
         metrics[2].metric("Bars cover", f"{sum(t.original_prob for t in top):.1%}", help="Mass of the shown tokens.")
         metrics[3].metric("Tokens kept", f"{shaped.n_kept:,}", help=f"of {dist.vocab_size:,} in the vocabulary")
@@ -293,7 +318,7 @@ def distribution_panel() -> None:
         return
     with chart:
         event = st.plotly_chart(
-            distribution_figure(shaped, shown, presenting()),
+            figure,
             key=f"bars-{len(ids)}",
             on_select="rerun",
             selection_mode="points",

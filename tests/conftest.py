@@ -16,6 +16,7 @@ import pytest
 
 from tests.servers import free_port, serving
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `make run` and `python -m core` set it (core/__main__.py)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

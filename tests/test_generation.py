@@ -65,24 +65,31 @@ def test_bad_token_counts_are_refused(lm, n):
         list(generate(lm, [1, 2, 3], n))
 
 
-def test_replaying_a_path_in_one_pass_matches_stepping_through_it(lm):
-    from core.distributions import DISTRIBUTION_CACHE
-    from core.generation import replay
+def test_replaying_a_path_matches_stepping_through_it_from_the_memo_or_in_one_pass(lm):
+    from core.distributions import DISTRIBUTION_CACHE, clear_memos, next_token_distribution
+    from core.generation import REPLAY_CACHE, replay
 
     ids = encode_prompt(lm, "The weather today is").ids
     stream = TokenStream(lm, ids, alternatives=10)
     stepped = [stream.sample(SamplingSettings(temperature=0)) for _ in range(5)]
     path = [s.chosen.id for s in stepped]
-    calls = lm.forward_calls
-    replayed = replay(lm, ids, path, alternatives=10)
-    assert lm.forward_calls == calls + 1  # the whole path in one forward pass
-    assert [s.chosen.id for s in replayed] == path
-    for a, b in zip(replayed, stepped, strict=True):
-        assert a.rank == b.rank
-        assert abs(a.chosen.prob - b.chosen.prob) < 1e-4
-        assert [t.id for t in a.alternatives[:3]] == [t.id for t in b.alternatives[:3]]
-    hits = DISTRIBUTION_CACHE.hits
-    from core.distributions import next_token_distribution
 
+    def same_as_stepped(replayed) -> None:
+        assert [s.chosen.id for s in replayed] == path
+        for a, b in zip(replayed, stepped, strict=True):
+            assert a.rank == b.rank
+            assert abs(a.chosen.prob - b.chosen.prob) < 1e-4
+            assert [t.id for t in a.alternatives[:3]] == [t.id for t in b.alternatives[:3]]
+
+    calls = lm.forward_calls
+    same_as_stepped(replay(lm, ids, path, alternatives=10))
+    assert lm.forward_calls == calls, "a page redrawing a path it just generated runs no pass"
+
+    clear_memos()  # a shared link, opened cold
+    REPLAY_CACHE.clear()
+    calls = lm.forward_calls
+    same_as_stepped(replay(lm, ids, path, alternatives=10))
+    assert lm.forward_calls == calls + 1  # the whole path in one forward pass
+    hits = DISTRIBUTION_CACHE.hits
     next_token_distribution(lm, ids + path)  # stored by the replay: no second pass
     assert DISTRIBUTION_CACHE.hits == hits + 1 and lm.forward_calls == calls + 1

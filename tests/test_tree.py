@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.bench.batching import samples_batching
 from core.distributions import SamplingSettings, next_token_distribution, score_text
 from core.errors import InvalidInput
 from core.generation import generate
 from core.tokens import encode_prompt
-from core.tree import TreeNode, beam_search, bench_samples, expand, sample_tree
+from core.tree import TreeNode, beam_search, expand, sample_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The capital of France is"
@@ -209,12 +210,16 @@ def test_expanding_a_node_lists_the_models_likeliest_children(lm, prompt_ids, be
     assert node.to_json()["prefix_ids"] == [best.ids[0]]
 
 
-def test_a_continued_dynamic_cache_is_mutated_in_place_hence_the_copies(lm, prompt_ids):
-    """Why children of one beam get copies of its cache: continuing it appends to the same object."""
+def test_continuing_a_cache_never_changes_it_so_two_children_can_share_their_parent(lm, prompt_ids):
+    """Why beams and samples need no copies of their parent's cache: ``forward`` leaves the past as it was."""
     _, past = lm.forward(prompt_ids, None, True)
-    _, after = lm.forward([11], past, True)
-    assert after is past
-    assert past.get_seq_length() == len(prompt_ids) + 1
+    first, after_first = lm.forward([11], past, True)
+    second, after_second = lm.forward([13], past, True)  # a sibling continues the same past
+    again, _ = lm.forward([11], past, True)
+    assert past.get_seq_length() == len(prompt_ids)
+    assert after_first.get_seq_length() == after_second.get_seq_length() == len(prompt_ids) + 1
+    assert torch.allclose(first, again, atol=1e-5), "the first child's answer is the same after its sibling's"
+    assert not torch.allclose(first, second, atol=1e-3)
 
 
 def long_prompt(lm) -> str:
@@ -261,9 +266,9 @@ def test_the_long_prompt_itself_fits(lm):
 
 @pytest.mark.slow
 def test_bench_samples_times_both_ways(lm):
-    result = bench_samples(lm, PROMPT, n=3, depth=2, repeats=1)
-    assert result["samples"] == 3 and result["depth"] == 2
-    assert result["batched_s"] > 0 and result["one_at_a_time_s"] > 0 and result["speedup"] > 0
+    result = samples_batching(lm, 3, 2, 1)
+    assert result["batched_s"] > 0 and result["one_at_a_time_s"] > 0
+    assert result["throughput_ratio"] == result["one_at_a_time_s"] / result["batched_s"]
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ dashed line where the cut falls.
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 
 from core.backends import BackendDistribution
@@ -31,55 +33,88 @@ def unique_labels(labels: list[str], tags: list[object]) -> list[str]:
 
 
 def distribution_figure(shaped: ShapedDistribution, k: int, presentation: bool = False) -> go.Figure:
+    """The model's bars and the reshaped ones, with the cut; built as a plain spec (see ``unchecked``)."""
     tokens = shaped.top(k)
     labels = unique_labels([t.display for t in tokens], [t.id for t in tokens])
     ids = [t.id for t in tokens]
     font = 22 if presentation else 14
     original_colour, shaped_colour, pruned_colour = COLOURS[presentation]
-    fig = go.Figure()
     bars = (
         ("model (T = 1)", "model", [t.original_prob for t in tokens], original_colour),
         ("after sampling settings", "after settings", [t.prob for t in tokens], shaped_colour),
     )
-    for name, short, probs, colour in bars:
-        fig.add_bar(
-            name=name,
-            y=labels,
-            x=probs,
-            orientation="h",
-            marker_color=[colour if t.kept else pruned_colour for t in tokens],
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "y": labels,
+            "x": probs,
+            "orientation": "h",
+            "marker": {"color": [colour if t.kept else pruned_colour for t in tokens]},
             # the model's own bars always show their number; reshaped ones say when the settings pruned them
-            text=[f"{p:.1%}" if t.kept or short == "model" else "pruned" for p, t in zip(probs, tokens, strict=True)],
-            textposition="outside",
-            customdata=ids,
-            hovertemplate=f"%{{y}}<br>{short}: %{{x:.2%}}<br>id %{{customdata}}<extra></extra>",
-        )
-    n_kept_shown = sum(t.kept for t in tokens)
-    if 0 < n_kept_shown < len(tokens):
-        fig.add_hline(
-            y=n_kept_shown - 0.5,
-            line_dash="dash",
-            line_color="#ef4444",
-            annotation_text=f"cut: {shaped.n_kept:,} token(s) kept",
-            annotation_position="bottom right",
-        )
+            "text": [
+                f"{p:.1%}" if t.kept or short == "model" else "pruned" for p, t in zip(probs, tokens, strict=True)
+            ],
+            "textposition": "outside",
+            "customdata": ids,
+            "hovertemplate": f"%{{y}}<br>{short}: %{{x:.2%}}<br>id %{{customdata}}<extra></extra>",
+        }
+        for name, short, probs, colour in bars
+    ]
     top = max(max(t.original_prob for t in tokens), max(t.prob for t in tokens))
-    fig.update_layout(
-        barmode="group",
-        height=max(320, (48 if presentation else 30) * len(tokens) + 90),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        font={"size": font},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
-        xaxis={"tickformat": ".0%", "range": [0, min(1.0, top * 1.25) or 1.0], "title": None},
-        yaxis={
+    layout: dict[str, Any] = {
+        "barmode": "group",
+        "height": max(320, (48 if presentation else 30) * len(tokens) + 90),
+        "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+        "font": {"size": font},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        "xaxis": {"tickformat": ".0%", "range": [0, min(1.0, top * 1.25) or 1.0]},
+        "yaxis": {
             "autorange": "reversed",
-            "title": None,
             "type": "category",
             "tickfont": {"family": "monospace", "size": font + 3},  # "." and "," must be readable
         },
-        clickmode="event+select",
-    )
-    return fig
+        "clickmode": "event+select",
+    }
+    n_kept_shown = sum(t.kept for t in tokens)
+    if 0 < n_kept_shown < len(tokens):
+        cut = n_kept_shown - 0.5
+        layout["shapes"] = [
+            {
+                "type": "line",
+                "xref": "x domain",
+                "x0": 0,
+                "x1": 1,
+                "yref": "y",
+                "y0": cut,
+                "y1": cut,
+                "line": {"dash": "dash", "color": "#ef4444"},
+            }
+        ]
+        layout["annotations"] = [
+            {
+                "text": f"cut: {shaped.n_kept:,} token(s) kept",
+                "xref": "x domain",
+                "x": 1,
+                "xanchor": "right",
+                "yref": "y",
+                "y": cut,
+                "yanchor": "top",
+                "showarrow": False,
+            }
+        ]
+    return unchecked({"data": data, "layout": layout})
+
+
+def unchecked(spec: dict[str, Any]) -> go.Figure:
+    """A figure from a spec without plotly's property-by-property validation.
+
+    Validating a two-trace bar chart took 11 ms and building it from a dict
+    without validation under 1 ms; the explorer draws one on every rerun of
+    every student's session. tests/test_charts.py checks that every spec
+    built this way passes plotly's validation unchanged.
+    """
+    return go.Figure(spec, _validate=False)
 
 
 def api_distribution_figure(dist: BackendDistribution, presentation: bool = False) -> go.Figure:

@@ -49,6 +49,7 @@ from core.generation import replay
 from core.models import LoadedModel
 from core.rooms.guesses import bucket_key, model_surface, typed_form
 from core.rooms.store import GuessRecord, RoundRecord
+from core.tokens import token_text
 
 TOP_K = 10
 
@@ -204,8 +205,7 @@ def read_guess(lm: LoadedModel, prompt_ids: tuple[int, ...], prompt_text: str, t
     else:
         steps = replay(lm, list(prompt_ids), ids, alternatives=1)
         logprob = math.fsum(step.chosen.logprob for step in steps)
-    decode = lm.tokenizer.decode
-    return GuessReading(typed, surface, tuple(ids), tuple(decode([i]) for i in ids), logprob)
+    return GuessReading(typed, surface, tuple(ids), tuple(token_text(lm.tokenizer, i) for i in ids), logprob)
 
 
 def _spellings(typed: list[str]) -> list[str]:

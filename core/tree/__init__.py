@@ -17,7 +17,7 @@ sampling settings.
 
 from core.tree.beams import Beam, BeamSearch, beam_search, check_beam_search
 from core.tree.growth import MAX_BEAMS, MAX_CHILDREN, MAX_DEPTH, MAX_SAMPLES, Expansion, expand
-from core.tree.samples import Sample, SampledTree, TreeNode, bench_samples, check_samples, merge, sample_tree
+from core.tree.samples import Sample, SampledTree, TreeNode, check_samples, merge, sample_tree
 
 __all__ = [
     "MAX_BEAMS",
@@ -31,7 +31,6 @@ __all__ = [
     "SampledTree",
     "TreeNode",
     "beam_search",
-    "bench_samples",
     "check_beam_search",
     "check_samples",
     "expand",

@@ -2,15 +2,13 @@
 
 Each path keeps the cache its last forward pass returned, so a step feeds it
 one new token, not its whole text. All the paths of one step go to the model
-together through ``_forward_many``: batched where the model offers
-``forward_many``, a loop over ``forward`` until then, so the tree code need
-not change when batching arrives. The limits on widths and depths live here
-too, each with the sentence that refuses it.
+together (``LoadedModel.forward_many``), so its engine runs them as one
+batch. The limits on widths and depths live here too, each with the sentence
+that refuses it.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import torch
 from core.distributions import TokenProb, next_token_distribution
 from core.errors import InvalidInput
 from core.models import LoadedModel
-from core.tokens import check_token_ids, encode_prompt
+from core.tokens import check_token_ids, encode_prompt, token_text
 
 MAX_BEAMS = 16
 MAX_DEPTH = 32
@@ -33,15 +31,8 @@ ForwardMany = Callable[[LoadedModel, list[Request]], list[tuple[torch.Tensor, An
 
 
 def _forward_many(lm: LoadedModel, requests: list[Request]) -> list[tuple[torch.Tensor, Any]]:
-    """Run several independent forward passes as one call: batched by the model where it can, else in turn."""
-    batched = getattr(lm, "forward_many", None)
-    if batched is not None:
-        return list(batched(requests))
-    return _forward_one_by_one(lm, requests)
-
-
-def _forward_one_by_one(lm: LoadedModel, requests: list[Request]) -> list[tuple[torch.Tensor, Any]]:
-    return [lm.forward(ids, past, last_only) for ids, past, last_only in requests]
+    """Every path of a step queued at once, so the model's engine runs them as one batch."""
+    return lm.forward_many(requests)
 
 
 @dataclass(eq=False)
@@ -76,12 +67,9 @@ def advance(
 ) -> list[Growing]:
     """Each (parent, token) becomes a child; the unfinished children go to the model in one call.
 
-    A forward pass that continues a transformers ``DynamicCache`` appends to
-    it in place and returns the same object, so two children of one parent
-    cannot both continue the parent's cache: every child but the last gets a
-    deep copy, the last takes the original (parents are dropped after a
-    step). ``run_model`` is False at the last depth, where no next
-    distribution is needed.
+    Several children may continue their parent's cache: ``LoadedModel.forward``
+    never changes the cache it continues. ``run_model`` is False at the last
+    depth, where no next distribution is needed.
     """
     eos = lm.eos_token_ids
     children = []
@@ -92,14 +80,7 @@ def advance(
     todo = [(child, parent) for child, (parent, _) in zip(children, steps, strict=True) if not child.finished]
     if not run_model or not todo:
         return children
-    users: dict[int, int] = {}
-    for _, parent in todo:
-        users[id(parent.past)] = users.get(id(parent.past), 0) + 1
-    requests: list[Request] = []
-    for child, parent in todo:
-        users[id(parent.past)] -= 1
-        past = parent.past if users[id(parent.past)] == 0 else copy.deepcopy(parent.past)
-        requests.append(([child.ids[-1]], past, True))
+    requests: list[Request] = [([child.ids[-1]], parent.past, True) for child, parent in todo]
     for (child, _), (logits, past) in zip(todo, forward_many(lm, requests), strict=True):
         child.see(logits[-1], past)
     return children
@@ -128,7 +109,7 @@ def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -
 
 
 def token_texts(lm: LoadedModel, ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(lm.tokenizer.decode([i]) for i in ids)
+    return tuple(token_text(lm.tokenizer, i) for i in ids)
 
 
 @dataclass(frozen=True)

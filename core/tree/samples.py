@@ -9,8 +9,6 @@ probabilities, which is what a class is meant to see.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +18,13 @@ import torch
 from core.distributions import NextTokenDistribution, SamplingSettings, reshape, sample_token
 from core.generation import seeded_generator
 from core.models import LoadedModel
+from core.tokens import token_text
 from core.tree.beams import Beam
 from core.tree.growth import (
     MAX_SAMPLES,
     ForwardMany,
     Growing,
     _forward_many,
-    _forward_one_by_one,
     advance,
     check_count,
     check_depth,
@@ -120,7 +118,7 @@ def merge(paths: Sequence[Sample | Beam], tokenizer: Any) -> TreeNode:
         for token, logprob in zip(path.ids, path.logprobs, strict=True):
             child = next((c for c in node.children if c.id == token), None)
             if child is None:
-                child = TreeNode(token, tokenizer.decode([token]), 0, math.exp(logprob), 0.0)
+                child = TreeNode(token, token_text(tokenizer, token), 0, math.exp(logprob), 0.0)
                 node.children.append(child)
             child.count += 1
             node = child
@@ -185,31 +183,3 @@ def sample_tree(
     )
     root = merge(samples, lm.tokenizer)
     return SampledTree(lm.display_name, tuple(prompt_ids), depth, settings, generator.initial_seed(), samples, root)
-
-
-def bench_samples(lm: LoadedModel, prompt: str, n: int = 16, depth: int = 8, repeats: int = 3) -> dict[str, Any]:
-    """Time ``n`` samples with each step's passes in one call against one pass at a time (median of ``repeats``).
-
-    Both runs draw the same tokens (seed 0), so only the calling differs. Until
-    ``LoadedModel`` has ``forward_many`` both loop over ``forward``, and the
-    speedup is about 1.
-    """
-
-    def median_seconds(forward_many: ForwardMany) -> float:
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            sample_tree(lm, prompt, n, depth, seed=0, forward_many=forward_many)
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-
-    batched = median_seconds(_forward_many)
-    one_by_one = median_seconds(_forward_one_by_one)
-    return {
-        "samples": n,
-        "depth": depth,
-        "has_forward_many": hasattr(lm, "forward_many"),
-        "batched_s": batched,
-        "one_at_a_time_s": one_by_one,
-        "speedup": one_by_one / batched if batched > 0 else None,
-    }

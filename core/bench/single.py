@@ -1,4 +1,4 @@
-"""``python -m core bench``: our engine against plain transformers, in one run.
+"""One student: the next-token view and generation against plain transformers, and loading, in one run.
 
 Timings on shared machines are noisy, so every figure is paired with a
 baseline measured in the same process moments before: a raw ``model(**ids)``
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import resource
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.distributions import DISTRIBUTION_CACHE, SamplingSettings, next_token_distribution
+from core.bench.timing import median_seconds
+from core.distributions import SamplingSettings, clear_memos, next_token_distribution
 from core.generation import generate
 from core.models import ModelKey, _load_uncached, convert_gguf, load_model
 
@@ -28,16 +27,6 @@ BENCH_PROMPT = (
     "of words, they assign a probability to every token in the vocabulary, and a sampler "
     "picks one of them. Repeating this step produces text, one token after another, and the"
 )
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and kernel selection
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def _peak_rss_mb() -> float:
@@ -82,11 +71,11 @@ def run_benchmark(
             lm.model(input_ids=tensor)
 
     def ours_next_token() -> None:
-        DISTRIBUTION_CACHE.clear()  # measure the computation, not the memo
+        clear_memos()  # measure the computation, not the memo
         next_token_distribution(lm, ids).top(20)
 
-    raw_s = _median_seconds(raw_forward, repeats)
-    ours_s = _median_seconds(ours_next_token, repeats)
+    raw_s = median_seconds(raw_forward, repeats)
+    ours_s = median_seconds(ours_next_token, repeats)
 
     def hf_generate() -> None:
         with torch.inference_mode():
@@ -103,12 +92,13 @@ def run_benchmark(
 
     def ours_generate() -> None:
         # Greedy, like the baseline; a model that ends early is timed on the tokens it made.
+        clear_memos()  # every run computes its tokens: a memo would replay the last run's
         steps = list(generate(lm, ids, new_tokens, SamplingSettings(temperature=0), alternatives=20))
         generated.append(len(steps))
 
     gen_repeats = max(1, repeats // 2)
-    hf_s = _median_seconds(hf_generate, gen_repeats)
-    ours_gen_s = _median_seconds(ours_generate, gen_repeats)
+    hf_s = median_seconds(hf_generate, gen_repeats)
+    ours_gen_s = median_seconds(ours_generate, gen_repeats)
     result: dict[str, Any] = {
         "model": lm.display_name,
         "dtype": dtype,

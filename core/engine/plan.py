@@ -1,0 +1,120 @@
+"""How the requests waiting for one model are cut into batches.
+
+Rows of a batch are padded to the longest: a prompt of 60 tokens beside one
+of 6 wastes 54 columns, and a prefill (already a matrix multiply) gains
+little from batching, so padding is kept small there; decode steps (one new
+token each) gain the most, so their pasts may differ more. A batch holds one
+adapter setting, or several LoRA adapters mixed row by row (peft's
+``adapter_names``) as long as each adapter appears at one strength and the
+model's adapter host can hold them all at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.engine.kv import KVHandle
+
+
+@dataclass(eq=False)
+class Request:
+    """One forward pass asked for: new ``ids`` after ``past``, with ``adapter`` on (None: the base model)."""
+
+    ids: list[int]
+    past: KVHandle | None
+    last_only: bool
+    adapter: Any  # an AdapterRef, or None
+    future: Future = field(default_factory=Future)
+    arrived: float = field(default_factory=time.perf_counter)
+    seq: int = 0
+
+    @property
+    def q(self) -> int:
+        return len(self.ids)
+
+    @property
+    def p(self) -> int:
+        return self.past.length if self.past is not None else 0
+
+    @property
+    def setting(self) -> Hashable:
+        return None if self.adapter is None else (self.adapter.slot, float(self.adapter.scale))
+
+    @property
+    def slot(self) -> str | None:
+        return None if self.adapter is None else self.adapter.slot
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How big and how padded a batch may be.
+
+    ``max_kv_tokens`` bounds a slab's memory (rows x columns x the model's
+    bytes per token). ``waste_*``: padded / real tokens allowed (plus a slack)
+    before a batch is cut: tight for new tokens (prefill gains little from
+    batching, padding costs), loose for cached ones (decode rows batch well).
+    """
+
+    max_rows: int = 64
+    max_q_tokens: int = 4096
+    max_kv_tokens: int = 8192
+    waste_q: float = 1.1
+    waste_kv: float = 1.5
+    slack_q: int = 16
+    slack_kv: int = 512
+    adapters_at_once: int = 4  # the adapter host's capacity: a batch never needs more
+
+
+def plan(requests: list[Request], limits: Limits, mix_adapters: bool = True) -> list[list[Request]]:
+    """Cut the waiting requests into batches, the batch holding the oldest request first."""
+    by_setting: dict[Hashable, list[Request]] = {}
+    for r in sorted(requests, key=lambda r: r.seq):
+        by_setting.setdefault(r.setting, []).append(r)
+    if mix_adapters:
+        open_pools: list[tuple[set[str], list[Request]]] = []
+        for reqs in by_setting.values():
+            slot = reqs[0].slot
+            for slots, pool in open_pools:
+                if slot is None or (slot not in slots and len(slots) < limits.adapters_at_once):
+                    if slot is not None:
+                        slots.add(slot)
+                    pool.extend(reqs)
+                    break
+            else:
+                open_pools.append(({slot} if slot else set(), list(reqs)))
+        pools = [pool for _, pool in open_pools]
+    else:
+        pools = list(by_setting.values())
+    batches = [chunk for pool in pools for chunk in _chunks(pool, limits)]
+    batches.sort(key=lambda b: min(r.seq for r in b))
+    return batches
+
+
+def _chunks(reqs: list[Request], limits: Limits) -> list[list[Request]]:
+    """Greedy cut by shape: most new tokens (then longest pasts) first, padding kept within the limits."""
+    chunks: list[list[Request]] = []
+    current: list[Request] = []
+    q_max = p_max = real_q = real_kv = 0
+    for r in sorted(reqs, key=lambda r: (r.q, r.p), reverse=True):
+        n = len(current) + 1
+        q2, p2 = max(q_max, r.q), max(p_max, r.p)
+        rq, rkv = real_q + r.q, real_kv + r.p + r.q
+        fits = (
+            n <= limits.max_rows
+            and n * q2 <= limits.max_q_tokens
+            and n * (p2 + q2) <= limits.max_kv_tokens
+            and n * q2 <= limits.waste_q * rq + limits.slack_q
+            and n * (p2 + q2) <= limits.waste_kv * rkv + limits.slack_kv
+        )
+        if current and not fits:
+            chunks.append(current)
+            current, q2, p2, rq, rkv = [], r.q, r.p, r.q, r.p + r.q
+        current.append(r)
+        q_max, p_max, real_q, real_kv = q2, p2, rq, rkv
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,0 +1,154 @@
+"""The batching engine: many sessions' passes in one batch give each the answer it would get alone.
+
+"The same answer" is the class-scale promise: the same top-10 ids in the same
+order and every probability within 1e-4 (a padded batch in float32 differs from
+a lone pass by ~1e-6). Every test also checks that batching really happened
+(the engine's own count of rows per batch), or it would prove nothing.
+"""
+
+import threading
+
+import pytest
+import torch
+
+from core.distributions import NextTokenDistribution, SamplingSettings, clear_memos, next_token_distribution
+from core.engine.kv import KVHandle
+from core.finetune.adapters import resolve_adapter
+from core.generation import generate
+from tests.adapters import saved_adapter_job
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, in a small village at the edge of a very old forest, there lived",
+    "2 + 2 =",
+    "Photosynthesis is the process by which green plants and some other organisms use sunlight to",
+    "def fibonacci(n):",
+    "The weather today is",
+    "My favourite colour is",
+    "In 1492, Columbus",
+]
+
+
+def same_answer(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Same top-10 ids in order, every probability within 1e-4."""
+    pa, pb = torch.softmax(a.double(), -1), torch.softmax(b.double(), -1)
+    assert torch.topk(pa, 10).indices.tolist() == torch.topk(pb, 10).indices.tolist()
+    assert float((pa - pb).abs().max()) <= 1e-4
+
+
+def together(tasks):
+    """Run the tasks in threads released at one moment (a class pressing a button); their results in order."""
+    barrier = threading.Barrier(len(tasks))
+    results: list = [None] * len(tasks)
+
+    def run(i, task):
+        barrier.wait()
+        results[i] = task()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(tasks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def batched_rows(lm) -> int:
+    return sum(count for rows, count in lm.engine.stats.rows_hist.items() if rows > 1)
+
+
+def test_the_embedded_model_batches(lm):
+    assert lm.engine.supported
+
+
+def test_prompts_of_different_lengths_in_one_batch_each_get_their_own_answer(lm):
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
+    alone = [lm.forward(i, None, True)[0][-1] for i in ids]
+    before = batched_rows(lm)
+    batched = [logits[-1] for logits, _ in lm.forward_many([(i, None, True) for i in ids])]
+    assert batched_rows(lm) > before, "the passes were batched"
+    for a, b in zip(alone, batched, strict=True):
+        same_answer(a, b)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-2), "and they are different answers"
+
+
+def test_a_full_pass_in_a_batch_gives_every_position_as_alone(lm):
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS[:3]]
+    alone = [lm.forward(i)[0] for i in ids]
+    batched = [logits for logits, _ in lm.forward_many([(i, None, False) for i in ids])]
+    for a, b in zip(alone, batched, strict=True):
+        assert a.shape == b.shape
+        for row in range(a.shape[0]):
+            same_answer(a[row], b[row])
+
+
+def test_streams_generating_at_the_same_moment_each_get_what_they_get_alone(lm):
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
+    greedy = SamplingSettings(temperature=0)
+
+    def run(prompt_ids):
+        return lambda: [(s.chosen.id, s.chosen.prob) for s in generate(lm, prompt_ids, 6, greedy, alternatives=5)]
+
+    clear_memos()
+    alone = [run(i)() for i in ids]
+    clear_memos()
+    before = batched_rows(lm)
+    at_once = together([run(i) for i in ids])
+    assert batched_rows(lm) > before, "the decode steps were batched"
+    for a, b in zip(alone, at_once, strict=True):
+        assert [t for t, _ in a] == [t for t, _ in b]
+        assert max(abs(pa - pb) for (_, pa), (_, pb) in zip(a, b, strict=True)) <= 1e-4
+
+
+def test_sessions_with_different_adapters_and_prompts_at_one_moment_never_see_each_other_s_answer(
+    lm, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path))
+    views = [lm] + [
+        lm.with_adapter(resolve_adapter(saved_adapter_job(lm, f"mix-{seed}", random_weights=True, seed=seed).path))
+        for seed in (3, 4)
+    ]
+    asks = [(view, lm.tokenizer(prompt)["input_ids"]) for view in views for prompt in PROMPTS[:4]]
+
+    def ask(view, ids):
+        return lambda: view.forward(ids, None, True)[0][-1]
+
+    alone = [ask(view, ids)() for view, ids in asks]
+    before = batched_rows(lm)
+    at_once = together([ask(view, ids) for view, ids in asks])
+    assert batched_rows(lm) > before
+    for a, b in zip(alone, at_once, strict=True):
+        same_answer(a, b)
+    base, tuned = alone[0], alone[4]  # the same prompt, base and adapter: they differ, and stayed apart
+    assert not torch.allclose(torch.softmax(base, -1), torch.softmax(tuned, -1), atol=1e-3)
+
+
+def test_a_cache_continued_twice_stays_as_it_was(lm):
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    _, past = lm.forward(ids, None, True)
+    assert isinstance(past, KVHandle) and past.length == len(ids)
+    one, _ = lm.forward([7042], past, True)
+    lm.forward([30], past, True)  # a sibling
+    again, _ = lm.forward([7042], past, True)
+    same_answer(one[-1], again[-1])
+    same_answer(one[-1], lm.forward([*ids, 7042], None, True)[0][-1])  # and as reading the whole text
+
+
+def test_a_cache_from_an_adapter_cannot_be_continued_without_it(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path))
+    view = lm.with_adapter(resolve_adapter(saved_adapter_job(lm, "other", random_weights=True, seed=5).path))
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    _, past = view.forward(ids, None, True)
+    with pytest.raises(ValueError, match="another adapter setting"):
+        lm.forward([11], past, True)
+
+
+def test_a_memoised_distribution_continues_a_kept_prefix_and_matches_a_full_read(lm):
+    ids = lm.tokenizer(PROMPTS[1])["input_ids"]
+    clear_memos()
+    next_token_distribution(lm, ids[:-1])  # the prefix, read: its cache is kept
+    read_before = lm.engine.stats.new_tokens
+    fast = next_token_distribution(lm, ids)
+    assert lm.engine.stats.new_tokens - read_before == 1, "one new token over the kept cache"
+    plain = NextTokenDistribution("plain", tuple(ids), lm.forward(ids, None, True)[0][-1], lm.tokenizer)
+    same_answer(fast.logits, plain.logits)
