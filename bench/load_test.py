@@ -61,9 +61,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.streamlit_session import AppSession, RunResult, SessionError  # noqa: E402
+from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, API_MODEL_ENV, DEFAULT_BACKEND_ENV  # noqa: E402
 
 PAGE = "explorer"
-GENERATE, PROMPT, TOKENS = "⏩ Generate", "Prompt", "Tokens per ⏩"  # the explorer's widget labels
+GENERATE, PROMPT = "⏩ Generate", "Prompt"  # the explorer's widget labels
+TOKENS, API_TOKENS = "Tokens per ⏩", "Tokens"  # how many tokens a Generate adds: the local view, the API view
 PROMPTS = (
     "The capital of France is",
     "After dinner, we went to the",
@@ -306,10 +308,15 @@ def check_distribution(result: RunResult, prompt: str) -> str | None:
 
 
 def check_generation(result: RunResult, path_before: int) -> str | None:
-    """What is wrong with the answer to Generate (None: nothing): tokens added to the steered path."""
+    """What is wrong with the answer to Generate (None: nothing): tokens added to the steered path.
+
+    The local view keeps its path in the URL; the API view (token text, not
+    ids) only draws it, so there the steered text's bold tokens are counted.
+    """
     if result.problems:
         return "; ".join(result.problems)
-    if _path_length(result.query_string) <= path_before:
+    after = _path_length(result.query_string) if result.steered_tokens is None else result.steered_tokens
+    if after <= path_before:
         return "Generate added no token"
     return None
 
@@ -322,6 +329,7 @@ class Student:
         self.random = random.Random(scenario * 1000 + user)
         self.requests: list[Request] = []
         self.rounds = 0
+        self.steered = 0  # tokens on the steered path of the prompt now shown
 
     def _think(self) -> None:
         time.sleep(self.args.think * self.random.uniform(0.5, 1.5))
@@ -353,7 +361,8 @@ class Student:
         with AppSession(self.base_url, PAGE, urlencode({"prompt": prompt}), timeout=self.args.timeout) as tab:
             if not self._distribution(tab, prompt):
                 return
-            tab.set_value(TOKENS, int_value=self.args.tokens)
+            self.steered = 0
+            tab.set_value(tokens_label(self.args), int_value=self.args.tokens)
             while True:
                 self._think()
                 if not self._generate(tab):
@@ -364,6 +373,7 @@ class Student:
                 self._think()
                 prompt = _prompt(self.scenario, self.user, self.rounds)
                 tab.set_value(PROMPT, string_value=prompt)  # typing a new prompt reruns the page
+                self.steered = 0  # and starts a new path
                 if not self._distribution(tab, prompt) or time.monotonic() >= self.deadline:
                     return
 
@@ -371,8 +381,14 @@ class Student:
         return self._timed("distribution", tab.rerun, lambda result: check_distribution(result, prompt))
 
     def _generate(self, tab: AppSession) -> bool:
-        before = _path_length(tab.query_string)
-        return self._timed("generate", lambda: tab.click(GENERATE), lambda result: check_generation(result, before))
+        before = self.steered
+        ok = self._timed("generate", lambda: self._click_generate(tab), lambda r: check_generation(r, before))
+        return ok
+
+    def _click_generate(self, tab: AppSession) -> RunResult:
+        result = tab.click(GENERATE)
+        self.steered = _path_length(result.query_string) if result.steered_tokens is None else result.steered_tokens
+        return result
 
 
 def run_scenario(
@@ -426,26 +442,50 @@ def run_scenario(
     )
 
 
-def warm_up(base_url: str, timeout: float) -> float:
+def first_model(base_url: str, timeout: float) -> str:
+    """The first model an OpenAI-compatible server lists (llama.cpp's server lists the one it serves)."""
+    with urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=timeout) as answer:
+        return json.load(answer)["data"][0]["id"]
+
+
+def tokens_label(args: argparse.Namespace) -> str:
+    return API_TOKENS if args.api_base_url else TOKENS
+
+
+def warm_up(base_url: str, args: argparse.Namespace) -> float:
     """One page view and one generation before measuring: loads the model and runs its first passes."""
     began = time.perf_counter()
-    with AppSession(base_url, PAGE, urlencode({"prompt": "Warming up:"}), timeout=timeout) as tab:
+    with AppSession(base_url, PAGE, urlencode({"prompt": "Warming up:"}), timeout=args.timeout) as tab:
         error = check_distribution(tab.rerun(), "Warming up:")
         if error is None:
-            tab.set_value(TOKENS, int_value=2)
+            tab.set_value(tokens_label(args), int_value=2)
             error = check_generation(tab.click(GENERATE), 0)
     if error:
         raise RuntimeError(f"the app does not work before any load: {error}")
     return time.perf_counter() - began
 
 
-def server_env(data_dir: Path, openmp_default: bool) -> dict[str, str]:
-    """The environment ``make run`` gives the app (and so the jobs it starts), with a private data folder."""
+def server_env(data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
+    """The environment ``make run`` gives the app (and so the jobs it starts), with a private data folder.
+
+    With ``--api-base-url`` every new session starts on that OpenAI-compatible
+    server (``LLM_LAB_BACKEND=openai``), as a class scaled out to llama.cpp's
+    server or vLLM is run.
+    """
     env = {**os.environ, "LLM_LAB_DATA": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("OMP_WAIT_POLICY", None)
-    if not openmp_default:
+    if not args.openmp_default:
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # as the Makefile's `run` sets it, and for the same reason
     env.setdefault("MALLOC_ARENA_MAX", "2")  # as `make run`: glibc's per-thread arenas kept freed memory
+    if args.api_base_url:
+        env.update(
+            {
+                DEFAULT_BACKEND_ENV: "openai",
+                "OPENAI_BASE_URL": args.api_base_url,
+                API_MODEL_ENV: args.api_model,
+                ALLOWED_BASE_URLS_ENV: args.api_base_url,
+            }
+        )
     return env
 
 
@@ -453,7 +493,7 @@ def run(args: argparse.Namespace, say: Any) -> LoadReport:
     with tempfile.TemporaryDirectory(prefix="llm-lab-load-") as tmp:
         tmp_dir = Path(tmp)
         data_dir = tmp_dir / "data"
-        env = server_env(data_dir, args.openmp_default)
+        env = server_env(data_dir, args)
         with app_server(data_dir, tmp_dir / "server.log", env) as (base_url, server_pid):
             say(f"app at {base_url} (pid {server_pid}); warming up")
             report = LoadReport(
@@ -465,9 +505,11 @@ def run(args: argparse.Namespace, say: Any) -> LoadReport:
                     "timeout_s": args.timeout,
                     "with_finetune": args.with_finetune,
                     "omp_wait_policy": env.get("OMP_WAIT_POLICY", "OpenMP's default"),
+                    "api_base_url": args.api_base_url,
+                    "api_model": args.api_model,
                 },
                 machine={"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-                warmup_s=round(warm_up(base_url, args.timeout), 1),
+                warmup_s=round(warm_up(base_url, args), 1),
             )
             scenario = 0
             for users in args.users:
@@ -535,9 +577,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start the app without OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads spin), to compare",
     )
+    parser.add_argument(
+        "--api-base-url",
+        help="start the app with every session on this OpenAI-compatible server (e.g. llama.cpp's llama-server "
+        "--parallel 8 at http://127.0.0.1:8080/v1): the class scaled out",
+    )
+    parser.add_argument(
+        "--api-model", default="", help="the model name the API server knows (default: the first it lists)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     args.users = args.users or [10, 30]
+    if args.api_base_url and not args.api_model:
+        args.api_model = first_model(args.api_base_url, args.timeout)
     if min(args.users) < 1 or args.duration <= 0 or args.timeout <= 0 or args.tokens < 1 or args.think < 0:
         parser.error("users, duration, timeout and tokens must be positive (think may be 0)")
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print

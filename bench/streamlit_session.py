@@ -31,6 +31,8 @@ from websockets.sync.client import ClientConnection, connect
 FINISHED = ForwardMsg.ScriptFinishedStatus
 # A rerun is answered once the script has run to its end; st.rerun() first ends a run "early for rerun".
 DONE = {FINISHED.FINISHED_SUCCESSFULLY}
+# How ui.render.path_html draws the steered text: the prompt, then each chosen token in bold.
+STEERED_TEXT, CHOSEN_TOKEN = 'class="lab-tokens"', "font-weight:600;"
 FAILED = {FINISHED.FINISHED_WITH_COMPILE_ERROR}
 
 
@@ -46,6 +48,7 @@ class RunResult:
     elements: list[str] = field(default_factory=list)  # element kinds in the order they arrived
     query_string: str = ""  # the URL's query after the run (pages write their state there)
     problems: list[str] = field(default_factory=list)  # exceptions and error boxes the page showed
+    steered_tokens: int | None = None  # chosen tokens in the steered text's markdown, when the page drew it
 
     def count(self, kind: str) -> int:
         return self.elements.count(kind)
@@ -156,5 +159,7 @@ def note_element(element: Any, result: RunResult) -> tuple[str, str] | None:
         result.problems.append(f"exception: {body.type}: {body.message}")
     elif kind == "alert" and body.format == Alert.ERROR:
         result.problems.append(f"error box: {body.body}")
+    elif kind == "markdown" and STEERED_TEXT in body.body:
+        result.steered_tokens = max(result.steered_tokens or 0, body.body.count(CHOSEN_TOKEN))
     widget_id, label = getattr(body, "id", ""), getattr(body, "label", "")
     return (label, widget_id) if widget_id and label else None

@@ -65,3 +65,18 @@ def test_score_page_says_why_an_api_cannot_score(llama_server):
     at = api_explorer(llama_server)
     at.switch_page("pages/score.py").run()
     assert any("only for the tokens it generates" in i.value for i in at.info)
+
+
+def test_a_server_started_for_an_api_class_starts_every_session_on_it(llama_server, monkeypatch):
+    """LLM_LAB_BACKEND=openai (with OPENAI_BASE_URL and LLM_LAB_API_MODEL): a student opens the page and sees it."""
+    monkeypatch.setenv("LLM_LAB_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_server)
+    monkeypatch.setenv("LLM_LAB_API_MODEL", "smollm2")
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["prompt"] = "The capital of France is"
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.session_state["backend"], at.session_state["api_model"]) == ("openai", "smollm2")
+    assert at.session_state["api_base_url"] == llama_server
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["y"][-1] == "other (not listed)", "the API view, not the local model's"

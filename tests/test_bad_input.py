@@ -20,7 +20,13 @@ import pytest
 
 from core.access import TEACHER_SECRET_ENV, is_teacher
 from core.backends import OpenAIBackend, list_models
-from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER, resolve_api_key
+from core.backends.openai_api import (
+    ALLOWED_BASE_URLS_ENV,
+    DEFAULT_BACKEND_ENV,
+    NO_KEY_PLACEHOLDER,
+    resolve_api_key,
+    server_default_backend,
+)
 from core.cli import build_parser
 from core.datasets import MAX_UPLOAD_BYTES, load_dataset, parse_upload
 from core.distributions import SamplingSettings, score_text
@@ -218,6 +224,10 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "api-url-with-credentials": (
             lambda: OpenAIBackend("m", base_url=f"http://user:{SECRET}@127.0.0.1:9/v1", max_retries=0).next_token("Hi"),
             r"^No server is running at 127\.0\.0\.1:9 ",
+        ),
+        "server-backend-unknown": (
+            lambda: _with_env({DEFAULT_BACKEND_ENV: "remote"}, server_default_backend),
+            r"^LLM_LAB_BACKEND, set where LLM Lab was started, must be 'local' or 'openai'",
         ),
         "api-url-not-allowed": (
             lambda: _with_env(

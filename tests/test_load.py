@@ -11,6 +11,7 @@ from streamlit.proto.Element_pb2 import Element
 
 from bench.load_test import check_distribution, check_generation
 from bench.streamlit_session import RunResult, note_element
+from ui.render import path_html
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = {"count", "p50_s", "p95_s", "max_s"}
@@ -36,6 +37,21 @@ def test_two_students_for_a_few_seconds_get_every_answer_and_the_report_says_so(
     assert scenario["server_rss_peak_mb"] >= scenario["server_rss_start_mb"] > 300, "the model is in memory"
 
 
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_class_runs_against_an_openai_compatible_server_with_the_api_flag(llama_server):
+    """--api-base-url: every session starts on llama.cpp's server; the steered text grows with each Generate."""
+    command = [sys.executable, "bench/load_test.py", "--users", "2", "--duration", "3", "--think", "0.5"]
+    command += ["--tokens", "2", "--api-base-url", llama_server, "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["settings"]["api_base_url"] == llama_server and report["settings"]["api_model"]
+    [scenario] = report["scenarios"]
+    assert scenario["errors"] == 0, scenario["error_samples"]
+    assert scenario["by_kind"]["generate"]["count"] >= 2
+
+
 def test_a_page_without_its_chart_or_with_an_error_box_is_an_error():
     shown = RunResult(0.5, elements=["markdown", "plotly_chart"], query_string="prompt=Hi+there&chat=0")
     assert check_distribution(shown, "Hi there") is None
@@ -52,6 +68,14 @@ def test_a_page_without_its_chart_or_with_an_error_box_is_an_error():
 def test_a_generate_click_that_adds_no_token_is_an_error():
     assert check_generation(RunResult(1.0, query_string="prompt=Hi&path=5%2C6%2C7"), 2) is None
     assert check_generation(RunResult(1.0, query_string="prompt=Hi&path=5%2C6"), 2) == "Generate added no token"
+    # The API view keeps no path in the URL: the bold tokens of the steered text it drew count instead.
+    drawn = Element()
+    drawn.markdown.body = path_html("Hi", [])[:-6] + '<span style="font-weight:600;">!</span></div>'
+    api_result = RunResult(1.0, query_string="prompt=Hi")
+    note_element(drawn, api_result)
+    assert api_result.steered_tokens == 1
+    assert check_generation(api_result, 0) is None
+    assert check_generation(api_result, 1) == "Generate added no token"
 
 
 def test_make_run_starts_the_app_with_sleeping_openmp_threads():

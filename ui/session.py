@@ -24,8 +24,10 @@ from core.adapter_host import AdapterRef
 from core.backends import OPENAI_BASE_URL, Backend, LocalBackend, OpenAIBackend, list_models
 from core.backends.openai_api import (
     allowed_base_urls,
+    configured_model,
     default_base_url,
     resolve_base_url,
+    server_default_backend,
     shown_url,
     uses_server_key,
 )
@@ -66,14 +68,19 @@ def _init() -> None:
     st.session_state.setdefault(MODEL_NAME, EMBEDDED_MODEL)
     st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
     st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
-    st.session_state.setdefault(BACKEND, LOCAL)
+    if BACKEND not in st.session_state:
+        try:
+            st.session_state[BACKEND] = server_default_backend()
+        except LabError as exc:  # a misconfigured server: say so, and start on the local model
+            st.warning(str(exc), icon="🔌")
+            st.session_state[BACKEND] = LOCAL
     if API_BASE_URL not in st.session_state:
         try:
             st.session_state[API_BASE_URL] = default_base_url()
         except LabError:  # a misconfigured server: the settings say so when they are used
             st.session_state[API_BASE_URL] = OPENAI_BASE_URL
     st.session_state.setdefault(API_KEY, "")  # typed keys live here, in this session only
-    st.session_state.setdefault(API_MODEL, "")
+    st.session_state.setdefault(API_MODEL, configured_model())
     st.session_state.setdefault(ADAPTER, NO_ADAPTER)
 
 

@@ -66,6 +66,10 @@ from core.tokens import validate_prompt
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 ALLOWED_BASE_URLS_ENV = "LLM_LAB_API_BASE_URLS"
+# A class served by an OpenAI-compatible server (llama.cpp's with parallel slots, vLLM) starts every
+# new session on it: LLM_LAB_BACKEND=openai, the model LLM_LAB_API_MODEL, at OPENAI_BASE_URL.
+DEFAULT_BACKEND_ENV, API_MODEL_ENV = "LLM_LAB_BACKEND", "LLM_LAB_API_MODEL"
+BACKEND_CHOICES = ("local", "openai")
 # llama.cpp's server, Ollama and a vLLM started without --api-key accept any key,
 # but the SDK refuses to send a request without one.
 NO_KEY_PLACEHOLDER = "not-needed"
@@ -109,6 +113,21 @@ def configured_base_url() -> str:
         os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL,
         "OPENAI_BASE_URL, set where LLM Lab was started, is not an http:// or https:// URL: fix it and restart.",
     )
+
+
+def server_default_backend() -> str:
+    """Where a new session's answers come from: ``local`` (this process's model) unless ``LLM_LAB_BACKEND`` says."""
+    chosen = os.environ.get(DEFAULT_BACKEND_ENV, "local").strip().lower() or "local"
+    if chosen not in BACKEND_CHOICES:
+        raise InvalidInput(
+            f"{DEFAULT_BACKEND_ENV}, set where LLM Lab was started, must be 'local' or 'openai': fix it and restart."
+        )
+    return chosen
+
+
+def configured_model() -> str:
+    """The API model a new session starts with (``LLM_LAB_API_MODEL``; empty: the person picks one)."""
+    return os.environ.get(API_MODEL_ENV, "").strip()
 
 
 def allowed_base_urls() -> list[str]:
