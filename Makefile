@@ -34,6 +34,8 @@ browser:
 
 # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning. On 2 cores shared by
 # the app, a class and a fine-tune, spinning made answers 3-9x slower (bench/load_test.py --openmp-default).
+# MALLOC_ARENA_MAX=2: by default glibc gives busy session threads arenas of their own, which keep freed
+# memory; with two, a class of 30 peaked 30-40 MB lower (1.30 vs 1.34 GB, bench/load_test.py, one run each).
 # On a network (HOST not loopback), without LLM_LAB_TEACHER_SECRET set, one is generated and printed: the
 # session that types it into the sidebar's Teacher box may train, delete, load models and use the server's key.
 run: $(STAMP)
@@ -44,9 +46,9 @@ ifeq ($(LOOPBACK),)
 	  echo "Teacher secret: $$LLM_LAB_TEACHER_SECRET"; \
 	  echo "  (type it into the sidebar's Teacher box; students explore without it; a new one each start)"; \
 	fi; \
-	OMP_WAIT_POLICY=PASSIVE exec $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+	OMP_WAIT_POLICY=PASSIVE MALLOC_ARENA_MAX=2 exec $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
 else
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+	OMP_WAIT_POLICY=PASSIVE MALLOC_ARENA_MAX=2 $(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
 endif
 
 test: $(TEST_STAMP) browser

@@ -10,6 +10,8 @@ import io
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+HANG_GUARD_S = 600  # a job that has not got there by then is stuck, not slow
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -88,3 +91,23 @@ def sentiment_run(tmp_path_factory):
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1, "with --json, stdout holds only the result"
     return json.loads(lines[0]), root / "job"
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A data folder of the test's own (``LLM_LAB_DATA``): its own jobs, adapters, models, rooms and lock."""
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def wait_for(job_dir: Path, done: Callable, poll_s: float = 0.5):
+    """The job's state once ``done(state)`` holds; the test fails with the job's log if it never does."""
+    from core.jobs.folder import read_job
+
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        state = read_job(job_dir)
+        if done(state):
+            return state
+        time.sleep(poll_s)
+    pytest.fail(f"the job in {job_dir} hung: {read_job(job_dir)}\n{(job_dir / 'job.log').read_text()}")

@@ -32,12 +32,6 @@ ONLY_THE_TEACHER = "Only the teacher can"
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
-@pytest.fixture
 def classroom(monkeypatch, data_dir):
     """The server started for a class: with a teacher secret."""
     monkeypatch.setenv(TEACHER_SECRET_ENV, SECRET)

@@ -19,11 +19,7 @@ from tests.test_app import open_page
 PAGE = "pages/build.py"
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    """A data folder per test: its own jobs, models and lock."""
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test gets its own data folder
 
 
 def metric(at, label: str) -> str:

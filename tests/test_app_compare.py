@@ -8,11 +8,7 @@ from core.compare import ZERO_SHOT
 from tests.adapters import saved_adapter_job
 from tests.test_app import button, open_page
 
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test gets its own data folder
 
 
 def metric(at, label: str) -> str:

@@ -16,12 +16,7 @@ from core.jobs.training import TrainingResult
 from tests.adapters import saved_adapter_job
 from tests.test_app import open_page
 
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    """A data folder per test: its own jobs, adapters and lock."""
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test gets its own data folder
 
 
 def running_job_folder(name: str = "sentiment-live"):

@@ -25,7 +25,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,29 +35,19 @@ from core.adapter_host import is_adapter_dir
 from core.datasets import load_dataset
 from core.finetune import FINETUNE, FinetuneConfig, jobs_root, list_adapters, start_job
 from core.finetune.jobs import ADAPTER_SUBDIR, create_job
-from core.jobs.folder import DIED, JobFolder, JobState, read_job
+from core.jobs.folder import DIED, JobFolder, read_job
 from core.jobs.lock import running_job
 from core.jobs.paths import REPO_ROOT
 from tests.adapters import saved_adapter_job
+from tests.conftest import wait_for
 from tests.test_app import open_page
 from tests.test_finetune_jobs import dead_process
 
-HANG_GUARD_S = 600
 FREE_BYTES_LEFT = 256 * 1024  # room for status and metrics files, not for a LoRA adapter (about 1.8 MB)
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def wait_for(job_dir: Path, done: Callable[[JobState], bool]) -> JobState:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        state = read_job(job_dir)
-        if done(state):
-            return state
-        time.sleep(0.3)
-    pytest.fail(f"the job in {job_dir} hung: {read_job(job_dir)}\n{(job_dir / 'job.log').read_text()}")
 
 
 def small_upload(folder: Path) -> str:

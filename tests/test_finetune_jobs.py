@@ -37,13 +37,6 @@ from core.jobs.processes import ProcessId
 from tests.adapters import saved_adapter_job
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """Every test gets its own LLM Lab data folder, so its lock and jobs are its own."""
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
 def dead_process() -> ProcessId:
     """The identity of a real process that has exited."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -7,8 +7,6 @@ only so a broken job cannot hang the suite; nothing asserts on speed.
 import json
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +18,15 @@ from core.datasets import Dataset, load_dataset
 from core.distributions import SamplingSettings, next_token_distribution
 from core.finetune import FINETUNE, FinetuneConfig, list_adapters, resolve_adapter, start_job
 from core.finetune.jobs import ADAPTER_SUBDIR
-from core.jobs.folder import DIED, JobFolder, JobState, read_job
+from core.jobs.folder import DIED, JobFolder, read_job
 from core.jobs.lock import running_job
 from core.jobs.stop import request_stop
 from core.jobs.training import TrainingResult
 from core.models import LoadedModel
 from core.prompts import Example, prompt_ids
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
-HANG_GUARD_S = 600
 RESULT_KEYS = {
     "adapter_dir",
     "steps",
@@ -101,16 +99,6 @@ def test_the_job_folder_records_metrics_status_and_a_model_card(sentiment_run):
     card = (adapter / "README.md").read_text()
     assert "SmolLM2-135M-Instruct" in card and "sentiment" in card and "r 8, alpha 16" in card
     assert not list(job_dir.glob(".*")), "no temp folders left behind"
-
-
-def wait_for(job_dir: Path, done: Callable[[JobState], bool]) -> JobState:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        state = read_job(job_dir)
-        if done(state):
-            return state
-        time.sleep(0.5)
-    pytest.fail(f"the job in {job_dir} hung: {read_job(job_dir)}\n{(job_dir / 'job.log').read_text()}")
 
 
 @pytest.fixture

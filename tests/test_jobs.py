@@ -20,10 +20,7 @@ KIND = JobKind("probe", "probing", ("probe",))
 OTHER = JobKind("other", "other work", ("other",))
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
+pytestmark = pytest.mark.usefixtures("data_dir")  # every test gets its own data folder
 
 
 def test_new_folders_claimed_at_the_same_moment_are_all_different(data_dir):

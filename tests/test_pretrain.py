@@ -33,12 +33,6 @@ from core.pretrain.windows import RandomWindows, held_out_windows, prepare_corpu
 from tests.conftest import ROOT
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
 def own_tensors(model) -> dict:
     """The model's state dict without the LoRA tensors other tests switched on over the shared model."""
     return {name: t for name, t in model.state_dict().items() if not is_adapter_tensor(name)}

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -30,10 +29,9 @@ from core.pretrain import PretrainConfig, job_samples, list_tiny_models, start_p
 from core.pretrain.corpus import Corpus, tiny_sentences_text
 from core.pretrain.library import PRETRAIN
 from core.tokens import encode_prompt
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
-HANG_GUARD_S = 600
 STEPS = 200
 GRAMMAR_WORDS = set(re.findall(r"[a-z]+", tiny_sentences_text()))
 RESULT_KEYS = {"model_dir", "parameters", "loss_first", "loss_last", "seconds"}
@@ -128,16 +126,6 @@ def test_the_cli_explorer_path_loads_it_in_a_fresh_process(tiny_run):
     answer = json.loads(out.stdout)
     assert answer["model"] == "model" and answer["prompt_tokens"] == 8  # one token per character
     assert len(answer["tokens"]) == 10 and all(len(t["token"]) == 1 for t in answer["tokens"])
-
-
-def wait_for(job_dir: Path, done) -> object:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        state = read_job(job_dir)
-        if done(state):
-            return state
-        time.sleep(0.5)
-    pytest.fail(f"the job in {job_dir} hung: {read_job(job_dir)}\n{(job_dir / 'job.log').read_text()}")
 
 
 def test_a_background_job_runs_at_low_priority_and_cancel_saves_a_partial_model(tmp_path, monkeypatch):
