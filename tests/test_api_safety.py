@@ -17,8 +17,8 @@ from typing import ClassVar
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.backends import MalformedResponse, OpenAIBackend, list_models
-from core.backends.base import BackendError
+from core.backends import OpenAIBackend, list_models
+from core.backends.base import BackendError, MalformedResponse
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, NO_KEY_PLACEHOLDER
 from core.errors import InvalidInput, LabError
 from tests.servers import http_server

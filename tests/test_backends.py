@@ -17,17 +17,14 @@ from typing import ClassVar
 
 import pytest
 
-from core.backends import (
+from core.backends import BackendError, LocalBackend, OpenAIBackend, list_models
+from core.backends.base import (
     AuthenticationFailed,
-    BackendError,
-    LocalBackend,
     MalformedResponse,
     NoLogprobs,
-    OpenAIBackend,
     ServerUnreachable,
     UnknownModel,
     entropy_lower_bound,
-    list_models,
 )
 from core.backends.openai_api import NO_KEY_PLACEHOLDER, resolve_api_key, resolve_base_url
 from core.distributions import SamplingSettings, next_token_distribution

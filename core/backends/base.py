@@ -132,6 +132,16 @@ class BackendStep:
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How a generation decodes: how many tokens, sampled how and from which seed, with how many alternatives."""
+
+    max_new_tokens: int = 32
+    settings: SamplingSettings | None = None
+    seed: int | None = None
+    alternatives: int = 20
+
+
+@dataclass(frozen=True)
 class Reply:
     """A model's whole answer to a prompt: its text (special tokens left out) and length in tokens."""
 
@@ -180,7 +190,6 @@ class Backend(ABC):
     def next_token(self, prompt: str, chat: bool = False, top_k: int = 10) -> BackendDistribution:
         """The ``top_k`` most likely next tokens after ``prompt`` (a user message when ``chat``)."""
 
-    @abstractmethod
     def generate_steps(
         self,
         prompt: str,
@@ -191,6 +200,11 @@ class Backend(ABC):
         alternatives: int = 20,
     ) -> Iterator[BackendStep]:
         """Generate up to ``max_new_tokens`` tokens, yielding each with its alternatives."""
+        return self._steps(prompt, chat, Decoding(max_new_tokens, settings, seed, alternatives))
+
+    @abstractmethod
+    def _steps(self, prompt: str, chat: bool, decoding: Decoding) -> Iterator[BackendStep]:
+        """``generate_steps`` as this backend does it (lazily: nothing is checked or sent before the first step)."""
 
     @abstractmethod
     def reply(self, example: Example, settings: SamplingSettings, seed: int | None, max_new_tokens: int) -> Reply:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from core.backends.base import Backend, BackendDistribution, BackendStep, Reply
+from core.backends.base import Backend, BackendDistribution, BackendStep, Decoding, Reply
 from core.distributions import SamplingSettings, next_token_distribution
 from core.generation import generate
 from core.models import LoadedModel
@@ -54,17 +54,10 @@ class LocalBackend(Backend):
             prompt_tokens=len(encoded.ids),
         )
 
-    def generate_steps(
-        self,
-        prompt: str,
-        chat: bool = False,
-        max_new_tokens: int = 32,
-        settings: SamplingSettings | None = None,
-        seed: int | None = None,
-        alternatives: int = 20,
-    ) -> Iterator[BackendStep]:
+    def _steps(self, prompt: str, chat: bool, decoding: Decoding) -> Iterator[BackendStep]:
         encoded = encode_prompt(self.lm, prompt, chat=chat)
-        for step in generate(self.lm, encoded.ids, max_new_tokens, settings, seed=seed, alternatives=alternatives):
+        d = decoding
+        for step in generate(self.lm, encoded.ids, d.max_new_tokens, d.settings, d.seed, d.alternatives):
             listed = sum(t.prob for t in step.alternatives)
             yield BackendStep(
                 index=step.index,

@@ -51,6 +51,7 @@ from core.backends.base import (
     BackendDistribution,
     BackendError,
     BackendStep,
+    Decoding,
     MalformedResponse,
     NoLogprobs,
     Reply,
@@ -514,29 +515,22 @@ class OpenAIBackend(Backend):
             prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None,
         )
 
-    def generate_steps(
-        self,
-        prompt: str,
-        chat: bool = False,
-        max_new_tokens: int = 32,
-        settings: SamplingSettings | None = None,
-        seed: int | None = None,
-        alternatives: int = 20,
-    ) -> Iterator[BackendStep]:
+    def _steps(self, prompt: str, chat: bool, decoding: Decoding) -> Iterator[BackendStep]:
         """Stream a generation, one step per token the server reports.
 
-        The server samples, with ``settings`` (see ``_sampling``). A step is
-        yielded once the next one arrives, because the reason the stream
-        stopped comes after the last token.
+        The server samples, with ``decoding.settings`` (see ``_sampling``). A
+        step is yielded once the next one arrives, because the reason the
+        stream stopped comes after the last token.
         """
         validate_prompt(prompt)
-        alternatives = _check_alternatives(alternatives)
+        alternatives = _check_alternatives(decoding.alternatives)
+        max_new_tokens, seed = decoding.max_new_tokens, decoding.seed
         if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise InvalidInput(
                 f"The number of new tokens must be between 1 and {MAX_NEW_TOKENS}; got {max_new_tokens}."
             )
         # An API does not tell its vocabulary size: only top-k's lower bound can be checked here.
-        settings = (settings or SamplingSettings()).validate(sys.maxsize)
+        settings = (decoding.settings or SamplingSettings()).validate(sys.maxsize)
         common: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_new_tokens,
