@@ -52,8 +52,24 @@ def _entropy(logits: torch.Tensor) -> float:
     return float(-(logprobs.exp() * logprobs).sum())
 
 
+class _Entropy:
+    """Entropy in nats (computed once) and in bits, of the softmax of ``_entropy_logits``."""
+
+    @property
+    def _entropy_logits(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @cached_property
+    def entropy(self) -> float:
+        return _entropy(self._entropy_logits)
+
+    @property
+    def entropy_bits(self) -> float:
+        return self.entropy / math.log(2)
+
+
 @dataclass(eq=False)
-class NextTokenDistribution:
+class NextTokenDistribution(_Entropy):
     """The model's distribution over the next token after ``prompt_ids``.
 
     ``logits`` is the full float32 vector (shape ``[vocab]``): the only
@@ -84,14 +100,9 @@ class NextTokenDistribution:
     def vocab_size(self) -> int:
         return int(self.logits.shape[0])
 
-    @cached_property
-    def entropy(self) -> float:
-        """Shannon entropy in nats."""
-        return _entropy(self.logits)
-
     @property
-    def entropy_bits(self) -> float:
-        return self.entropy / math.log(2)
+    def _entropy_logits(self) -> torch.Tensor:
+        return self.logits
 
     def token_prob(self, token_id: int) -> TokenProb:
         logprob = float(self.logits[token_id]) - self._log_z
@@ -171,7 +182,7 @@ class ShapedToken:
 
 
 @dataclass(eq=False)
-class ShapedDistribution:
+class ShapedDistribution(_Entropy):
     """A distribution after the sampling transforms.
 
     ``kept`` marks the surviving tokens; ``probs`` is renormalised over them
@@ -189,13 +200,9 @@ class ShapedDistribution:
     def n_kept(self) -> int:
         return int(self.kept.sum())
 
-    @cached_property
-    def entropy(self) -> float:
-        return _entropy(self.scaled)
-
     @property
-    def entropy_bits(self) -> float:
-        return self.entropy / math.log(2)
+    def _entropy_logits(self) -> torch.Tensor:
+        return self.scaled
 
     def top(self, k: int) -> list[ShapedToken]:
         """The ``k`` tokens most likely *before* reshaping, so both views line up."""

@@ -1,11 +1,12 @@
 """Next-token distributions, sampling transforms and scoring on the real embedded model."""
 
+import functools
 import math
-import threading
 
 import pytest
 import torch
 
+from core.bench.batching import together
 from core.distributions import (
     DISTRIBUTION_CACHE,
     SamplingSettings,
@@ -147,18 +148,10 @@ def test_concurrent_requests_each_get_their_own_answer(lm):
         logits, _ = lm.forward(ids, last_only=True)
         expected[p] = int(logits[-1].argmax())
     DISTRIBUTION_CACHE.clear()
-    results, errors = {}, []
+    results = {}
 
     def ask(p):
-        try:
-            results[p] = int(next_token_distribution(lm, encode_prompt(lm, p).ids).probs.argmax())
-        except Exception as exc:  # collected so the assertion below reports it
-            errors.append(exc)
+        results[p] = int(next_token_distribution(lm, encode_prompt(lm, p).ids).probs.argmax())
 
-    threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    together([functools.partial(ask, p) for p in prompts])  # all released at once; raises the first error
     assert results == expected
