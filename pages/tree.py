@@ -90,9 +90,9 @@ def _picked() -> None:
 
 
 def _load_example() -> None:
-    choice_ = st.session_state.get(EXAMPLE)
-    if choice_ in EXAMPLES:
-        st.session_state[KEY["prompt"]], st.session_state[KEY["chat"]] = EXAMPLES[choice_]
+    example = st.session_state.get(EXAMPLE)
+    if example in EXAMPLES:
+        st.session_state[KEY["prompt"]], st.session_state[KEY["chat"]] = EXAMPLES[example]
         _close()
 
 

@@ -56,9 +56,9 @@ def widths(spec: dict, colour: str) -> set[float]:
 
 
 def test_a_link_round_trips_and_carries_only_what_its_mode_reads():
-    settings = TreeSettings(prompt="Hi", mode="samples", samples=9, temperature=0.7, top_k=5, seed=3, node=(5, 6))
+    settings = TreeSettings(prompt="Hi", mode="samples", samples=9, temperature=0.7, top_k=5, seed=10**6, node=(5, 6))
     query = to_query(settings)
-    assert "w" not in query and query["n"] == "9" and query["node"] == "5,6"
+    assert "w" not in query and query["n"] == "9" and query["seed"] == "1000000" and query["node"] == "5,6"
     assert from_query(query) == (settings, [])
     assert from_query(to_query(TreeSettings(node=()))) == (TreeSettings(node=()), [])  # the prompt itself, opened
 

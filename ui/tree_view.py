@@ -127,6 +127,11 @@ def _number(name: str, raw: str) -> tuple[float | None, str | None]:
     return value, None
 
 
+def _written(value: float) -> str:
+    """A number as a link writes it: whole numbers in full (``:g`` would write a seed of 10**6 as 1e+06)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def node_name(path: tuple[int, ...]) -> str:
     """A node as a link (and a chart's click) names it: its token ids, or ``root`` for the prompt."""
     return ",".join(map(str, path)) if path else ROOT
@@ -163,7 +168,7 @@ def from_query(query: Mapping[str, str]) -> tuple[TreeSettings, list[str]]:
         if key in query:
             value, why = _number(name, query[key])
             if why:
-                warnings.append(f"{why} Using {getattr(default, name):g} instead.")
+                warnings.append(f"{why} Using {_written(getattr(default, name))} instead.")
             else:
                 found[name] = value
     if "node" in query:
@@ -179,7 +184,7 @@ def to_query(settings: TreeSettings) -> dict[str, str]:
     """The link of this view: the prompt, the mode and only the numbers that mode reads."""
     query = {"prompt": settings.prompt, "chat": "1" if settings.chat else "0", "mode": settings.mode}
     for name in MODE_NUMBERS[settings.mode]:
-        query[NUMBERS[name][0]] = f"{getattr(settings, name):g}"
+        query[NUMBERS[name][0]] = _written(getattr(settings, name))
     if settings.node is not None:
         query["node"] = node_name(settings.node)
     return query
