@@ -20,7 +20,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from core.tokens import display_token
-from core.tree import Beam
+from core.tree import Beam, TreeNode
 from ui.charts import unchecked, unique_labels
 from ui.tree_view import BEAMS, SAMPLES, GrownTree, node_name
 
@@ -99,8 +99,8 @@ def _add_path(root: DrawnNode, path: Beam) -> list[DrawnNode]:
     return nodes
 
 
-def _graft(into: DrawnNode, sampled: Any) -> None:
-    """Copy a ``core.tree.TreeNode``'s children (with their counts) under ``into``."""
+def _graft(into: DrawnNode, sampled: TreeNode) -> None:
+    """Copy a sampled tree's children (with their counts) under ``into``."""
     for child in sampled.children:
         node = into.child(child.id, child.token, child.prob)
         node.count, node.frequency, node.listed = child.count, child.frequency, False
