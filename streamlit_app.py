@@ -14,6 +14,7 @@ st.set_page_config(page_title="LLM Lab", page_icon="🔬", layout="wide")
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/explorer.py", title="Next-token explorer", icon="🎲", url_path="explorer"),
+    st.Page("pages/tree.py", title="Generation tree", icon="🌳", url_path="tree"),
     st.Page("pages/score.py", title="Surprise: score a text", icon="🌡️", url_path="score"),
     st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️", url_path="finetune"),
     st.Page("pages/build.py", title="Build your own", icon="🧱", url_path="build"),

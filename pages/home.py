@@ -17,6 +17,14 @@ CARDS = [
         "Open the explorer",
     ),
     (
+        "pages/tree.py",
+        "🌳",
+        "Generation tree",
+        "Every token is a fork. See the paths a model could take as a **tree**: open any node for its likeliest next "
+        "tokens, watch beam search beat greedy, and draw N samples to see how often each branch is taken.",
+        "Grow a tree",
+    ),
+    (
         "pages/score.py",
         "🌡️",
         "Surprise: score a text",

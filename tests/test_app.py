@@ -12,6 +12,7 @@ APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 PAGES = [
     "pages/home.py",
     "pages/explorer.py",
+    "pages/tree.py",
     "pages/score.py",
     "pages/finetune.py",
     "pages/build.py",

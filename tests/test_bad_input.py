@@ -41,8 +41,10 @@ from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
 from core.prompts import pick_shots
 from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
+from core.tree import beam_search
 from tests.adapters import saved_adapter_job
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
+from ui.tree_view import TreeSettings, from_query
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 KEEP = "kept-adapter"
@@ -135,6 +137,30 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "compare-limit-negative": (
             lambda: _cli_handler(["compare", "--dataset", "sentiment", "--limit", "-1"]),
             r"^--limit must be a whole number from 1 to 1,000,000; got -1\.$",
+        ),
+        "tree-beams-above-limit": (
+            lambda: _cli_handler(["tree", "--prompt", "Hi", "--beams", "17"]),
+            r"^The beam width must be between 1 and 16; got 17\.$",
+        ),
+        "tree-depth-above-limit": (
+            lambda: _cli_handler(["tree", "--prompt", "Hi", "--samples", "2", "--depth", "33"]),
+            r"^The depth must be between 1 and 32 tokens; got 33\.$",
+        ),
+        "tree-samples-above-limit": (
+            lambda: _cli_handler(["tree", "--prompt", "Hi", "--samples", "65"]),
+            r"^The number of samples must be between 1 and 64; got 65\.$",
+        ),
+        "tree-length-penalty-negative": (
+            lambda: _cli_handler(["tree", "--prompt", "Hi", "--beams", "2", "--length-penalty", "-1"]),
+            r"^The length penalty must be between 0 and 2; got -1\.0\.$",
+        ),
+        "tree-context-full": (
+            lambda: beam_search(lm, "the" + " the" * (lm.context_length - 3), 2, 8),
+            r"^The prompt has 8,190 tokens, and 8 more would pass the 8,192 that SmolLM2-135M-Instruct reads",
+        ),
+        "link-tree-node-outside-vocab": (
+            lambda: check_token_ids(lm, [99999999], "The link's node ids"),  # as the tree page checks a link's node
+            r"^The link's node ids include the id 99999999, which is not a token of",
         ),
         "link-path-outside-vocab": (lambda: check_token_ids(lm, [99999999]), "id 99999999, which is not a token of"),
         "link-path-negative": (lambda: check_token_ids(lm, [-1]), "id -1, which is not a token of"),
@@ -272,6 +298,7 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
         "adapter-deleted-while-chosen": lambda: _adapter_deleted_while_chosen(lm),
+        "link-tree-bad-values": _tree_link_falls_back,
         "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
         "api-other-url-no-server-key": lambda: _with_env(
             {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
@@ -302,6 +329,18 @@ def _adapter_deleted_while_chosen(lm) -> None:
     assert not at.exception and at.session_state["adapter"] == ""
     gone = "The adapter 'in-use' is gone (renamed or deleted): back to the base model."
     assert gone in [w.value for w in at.warning]
+
+
+def _tree_link_falls_back() -> None:
+    """A hand-edited tree link: every bad value is said and replaced by its default, nothing refused."""
+    settings, warnings = from_query({"mode": "forest", "w": "40", "d": "x", "node": "1,a"})
+    assert settings == TreeSettings()
+    assert warnings == [
+        "The link's mode 'forest' is not one of branches, beams, samples. Showing branches.",
+        "The link's depth 'x' is not a whole number. Using 4 instead.",
+        "The beam width must be between 1 and 16; got 40. Using 3 instead.",
+        "The link's node '1,a' is not a list of token ids. The tree opens from the prompt.",
+    ]
 
 
 def _a_guess_is_a_student() -> None:

@@ -7,6 +7,7 @@ escaped too so Streamlit's markdown never reads it as maths.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 from core.backends import BackendStep
@@ -26,6 +27,11 @@ HIGH_CONTRAST_BUCKETS = ("#22c55e", "#facc15", "#ef4444", "#a855f7")
 
 def _escape(text: str) -> str:
     return html.escape(text).replace("$", "&#36;")
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` shown as it is inside Streamlit's markdown: no bold, link, HTML or maths from a token's characters."""
+    return re.sub(r"([\\`*_\[\]<>|$~])", r"\\\1", text)  # the characters that act inside a line
 
 
 def plural(n: int, noun: str) -> str:
@@ -117,3 +123,11 @@ def legend_html(high_contrast: bool = False) -> str:
         for (_, label, _), c in zip(RANK_BUCKETS, colours, strict=True)
     ]
     return f"<div>{''.join(items)}</div>"
+
+
+def continuation_html(prompt_text: str, tokens: Sequence[tuple[str, float]]) -> str:
+    """The prompt in grey, then each (token, probability) of a continuation coloured by that probability."""
+    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{_escape(prompt_text)}</span>']
+    for token, prob in tokens:
+        parts.append(_span(token, prob_colour(prob), f"{display_token(token)}: {prob:.2%}", "font-weight:600;"))
+    return f'<div class="lab-tokens" style="font-size:1.15rem;line-height:2rem">{"".join(parts)}</div>'
