@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core.bench.batching import together
+from core.bench.batching import run_together
 from core.distributions import (
     DISTRIBUTION_CACHE,
     SamplingSettings,
@@ -153,5 +153,5 @@ def test_concurrent_requests_each_get_their_own_answer(lm):
     def ask(p):
         results[p] = int(next_token_distribution(lm, encode_prompt(lm, p).ids).probs.argmax())
 
-    together([functools.partial(ask, p) for p in prompts])  # all released at once; raises the first error
+    run_together([functools.partial(ask, p) for p in prompts])  # all released at once; raises the first error
     assert results == expected

@@ -143,9 +143,11 @@ def test_cli_table_output_shows_visible_whitespace():
 
 @pytest.mark.slow
 def test_bench_reports_ratios_against_baselines_from_the_same_run():
-    out = run_cli("bench", "--json", "--repeats", "1", "--new-tokens", "4", "--skip-cold")
+    out = run_cli("bench", "--json", "--repeats", "1", "--new-tokens", "4", "--skip-cold", "--batch-sizes", "1", "2")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     for key in ("next_token_latency_ratio", "generate_tokens_per_s", "generate_tokens_per_s_ratio", "peak_rss_mb"):
         assert result[key] > 0, key
     assert result["next_token_latency_ratio"] == result["next_token_s"] / result["raw_forward_s"]
+    batched = {key: value for key, value in result.items() if key.startswith(("next_token_x2_", "streams_x2_"))}
+    assert batched and all(value > 0 for value in batched.values()), "N = 2 measured, against one at a time"

@@ -28,7 +28,7 @@ CLASS_PROMPTS = tuple(
 )
 
 
-def together(tasks: Sequence[Callable[[], object]]) -> None:
+def run_together(tasks: Sequence[Callable[[], object]]) -> None:
     """Run every task in its own thread, all released at the same moment (a class pressing a button)."""
     barrier = threading.Barrier(len(tasks))
     errors: list[BaseException] = []
@@ -68,7 +68,7 @@ def next_token_batching(lm: LoadedModel, n: int, repeats: int) -> dict[str, floa
 
     def together() -> None:
         clear_memos()
-        together([ask(ids) for ids in prompts])
+        run_together([ask(ids) for ids in prompts])
 
     alone_s, together_s = median_seconds(alone, repeats), median_seconds(together, repeats)
     return {"one_at_a_time_s": alone_s, "batched_s": together_s, "throughput_ratio": alone_s / together_s}
@@ -89,7 +89,7 @@ def stream_batching(lm: LoadedModel, n: int, tokens: int, repeats: int) -> dict[
 
     def together() -> None:
         clear_memos()
-        together([stream(ids) for ids in prompts])
+        run_together([stream(ids) for ids in prompts])
 
     alone_s, together_s = median_seconds(alone, repeats), median_seconds(together, repeats)
     return {
