@@ -26,7 +26,7 @@ def cmd_shots(args: argparse.Namespace) -> dict[str, Any]:
     whole(args.limit, "--limit", 1, 10**6)
     whole(args.orders, "--orders", 1, MAX_ORDERS)
     task = task_from_dataset(load_dataset(args.dataset, seed=args.seed), args.limit)
-    check_shot_counts(args.shots, task.examples)
+    check_shot_counts(args.shots, task)
     template = task.default_template if args.template is None else args.template
     variant = PromptVariant(system=args.system, template=template, hint=args.hint).validate()
     curve = shot_curve(

@@ -121,12 +121,12 @@ def with_random_labels(shots: Sequence[Example], labels: Sequence[str], seed: in
     return tuple(dataclasses.replace(shot, completion=rng.choice(list(labels))) for shot in shots)
 
 
-def check_shot_counts(shots: Sequence[int], pool: Sequence[Example]) -> list[int]:
-    """The distinct numbers of examples, smallest first; each a count ``pick_shots`` accepts for ``pool``."""
+def check_shot_counts(shots: Sequence[int], task: Task) -> list[int]:
+    """The distinct numbers of examples, smallest first; each one the task can show and ``pick_shots`` accepts."""
     if not shots:
         raise InvalidInput("Give at least one number of examples for the shot curve, e.g. 0 1 2 4 8.")
     for k in shots:
-        pick_shots(pool, k, 0)  # refuses a count out of range, or more than the training split holds
+        pick_shots(task.examples, task.check_shots(k, "The shot curve"), 0)  # a count out of range is refused
     return sorted(set(shots))
 
 
@@ -159,7 +159,7 @@ def shot_curve(
     max_new_tokens = max_new_tokens or task.max_new_tokens
     chat = backend.reads_chat if chat is None else chat
     variant = (variant or PromptVariant(template=task.default_template)).validate()
-    ks = check_shot_counts(shots, task.examples)
+    ks = check_shot_counts(shots, task)
     whole(orders, "The number of orders", 1, MAX_ORDERS)
     check_decoding(backend, settings, max_new_tokens)
     if not any(item.completion for item in task.items):

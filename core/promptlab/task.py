@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from core.datasets import Dataset, typed_items
 from core.errors import InvalidInput
-from core.prompts import Example, normalise, shared_opening
+from core.prompts import MAX_SHOTS, Example, normalise, shared_opening
 
 INPUT = "{input}"  # where a variant's template puts an item's text
 MAX_ITEMS = 200
@@ -62,6 +62,16 @@ class Task:
         if not 2 <= len(labels) <= MAX_LABELS or len(labels) > len(self.examples) // 2:
             return ""
         return f"Answer with one word: {' or '.join(labels)}."
+
+    def check_shots(self, k: int, who: str) -> int:
+        """``k`` if the task has that many examples to show; ``who`` ("Variant B") asked for them."""
+        if isinstance(k, int) and len(self.examples) < k <= MAX_SHOTS:  # beyond MAX_SHOTS: pick_shots says so
+            where = "to show" if self.dataset is None else "in its training split"
+            raise InvalidInput(
+                f"{who} asks for {k} examples, but the task has only {len(self.examples)} {where}: "
+                f"ask for at most {len(self.examples)}, or add examples."
+            )
+        return k
 
     def judge(self, item: Example, answer: str, normalised: bool = True) -> bool | None:
         """Whether ``answer`` hits ``item``'s target; None where the item has no expected answer."""

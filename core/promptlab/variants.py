@@ -195,7 +195,7 @@ def run_variants(
     variants = check_variants(variants)
     plans = []
     for v in variants:
-        shots = pick_shots(task.examples, v.shots, seed)
+        shots = pick_shots(task.examples, task.check_shots(v.shots, f"Variant {v.name}"), seed)
         plans.append(prepare(backend, [v.ask(item, shots, chat) for item in task.items], chat, f"Variant {v.name}"))
     total = len(variants) * len(task.items)
     answers = []
