@@ -157,6 +157,7 @@ def _load_variants(task: Task, identity: tuple) -> None:
         for field in FIELDS:
             st.session_state[_key(field, i)] = getattr(v, field)
     st.session_state[TASK_ID] = identity
+    st.session_state[MAX_NEW] = task.max_new_tokens
     st.session_state.pop(RESULT, None)  # answers to another task's items would mislead
     st.session_state.pop(CURVE, None)
 
@@ -190,12 +191,12 @@ def _write_url(variants: list[PromptVariant]) -> None:
         st.query_params.from_dict(wanted)
 
 
-def _decoding(task: Task) -> None:
+def _decoding() -> None:
     with st.expander("Decoding — the same for every variant"):
         cols = st.columns(4)
         cols[0].slider("Temperature", 0.0, 2.0, key=TEMPERATURE, step=0.05, help="0 is greedy: always the top token.")
         cols[1].number_input("Seed", 0, 2**31 - 1, key=SEED, help="For the draw of examples, their orders, sampling.")
-        cols[2].number_input("Max new tokens", 1, 256, value=task.max_new_tokens, key=MAX_NEW)
+        cols[2].number_input("Max new tokens", 1, 256, key=MAX_NEW, help="Each answer stops here, or at its end.")
         cols[3].checkbox("Fold case and punctuation", key=NORMALISED, help="'Positive.' then matches 'positive'.")
         if not using_api():
             st.checkbox(
@@ -249,13 +250,15 @@ def _results(result: VariantsResult) -> None:
     table = pd.DataFrame(
         {
             "variant": row["variant"],
-            "accuracy": None if row["accuracy"] is None else f"{row['accuracy']:.0%}",
+            "accuracy": row["accuracy"],
             "mean P(expected)": row["mean_p_expected"],
             "mean answer length (tokens)": row["mean_tokens"],
         }
         for row in result.summary_rows()
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    percent = st.column_config.NumberColumn(format="percent")
+    formats = {"accuracy": percent, "mean P(expected)": percent}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=formats)
     st.markdown("**Answers side by side**")
     side = pd.DataFrame(
         {
@@ -356,7 +359,7 @@ for warning in st.session_state.pop(LINK_WARNINGS, []):
     st.warning(warning, icon="🔗")
 variants = _variant_widgets(task)
 _write_url(variants)
-_decoding(task)
+_decoding()
 st.button("Run the variants", type="primary", on_click=lambda: st.session_state.update({RUN: True}))
 if st.session_state.pop(RUN, False):
     _run(task, variants)

@@ -32,7 +32,7 @@ def test_variants_run_and_show_accuracy_answers_side_by_side_and_exports():
     summary, side = (frame.value for frame in at.dataframe[:2])
     assert list(summary["variant"]) == ["A: 0 examples", "B: 1 example, hint"]
     result = value(at, "pl_result")
-    assert list(summary["accuracy"]) == [f"{s.accuracy:.0%}" for s in result.scores()]
+    assert list(summary["accuracy"]) == [s.accuracy for s in result.scores()]
     assert list(summary["mean P(expected)"]) == [s.p_expected for s in result.scores()]
     assert len(side) == 2 and list(side.columns) == ["input", "expected", "A", "B"]
     marks = {cell[0] for cell in [*side["A"], *side["B"]]}
