@@ -387,6 +387,8 @@ def probe_panel() -> None:
             share(probe.prob),
             help="The product of its tokens' probabilities, each given the text and the tokens before it.",
         )
+        if probe.prob < 0.01:
+            st.caption(f"About 1 in {round(1 / probe.prob):,}." if probe.prob > 0 else "Too unlikely to count.")
         st.markdown(probe_html(probe), unsafe_allow_html=True)
 
 

@@ -174,7 +174,7 @@ def _variant_widgets(task: Task) -> list[PromptVariant]:
         with column:
             st.markdown(f"**Variant {name}**")
             st.text_area("System message", key=_key("system", i), height=68, placeholder="none")
-            st.text_area("Template: `{input}` is where each item goes", key=_key("template", i), height=120)
+            st.text_area("Template: `{input}` is where each item goes", key=_key("template", i), height=140)
             st.slider("Examples (k)", 0, MAX_PAGE_SHOTS, key=_key("shots", i), help="Solved examples shown first.")
             st.text_input("Answer-format hint", key=_key("hint", i), placeholder="none")
         variants.append(PromptVariant(name, *(st.session_state[_key(field, i)] for field in FIELDS)))
@@ -271,7 +271,8 @@ def _results(result: VariantsResult) -> None:
         }
         for n, item in enumerate(result.items)
     )
-    st.dataframe(side, hide_index=True, width="stretch")
+    widths = {name: st.column_config.TextColumn(width="medium") for name in side.columns if name != "expected"}
+    st.dataframe(side, hide_index=True, width="stretch", column_config=widths)
     with st.expander("What the model reads: each variant's prompt for the first item"):
         for v, text in zip(result.variants, result.asked, strict=True):
             st.markdown(f"**{v.title}**")
@@ -290,7 +291,7 @@ def _curve_setup(task: Task, variants: list[PromptVariant]) -> PromptVariant:
     names = [v.name for v in variants]
     if st.session_state.get(CURVE_VARIANT) not in names:
         st.session_state[CURVE_VARIANT] = names[0]
-    cols = st.columns([1, 2, 1, 1])
+    cols = st.columns([1, 2, 1.2, 1.4])
     cols[0].selectbox("Variant", names, key=CURVE_VARIANT, help="Its system message, template and hint; k varies.")
     cols[1].multiselect("Numbers of examples (k)", CURVE_SHOTS, key=CURVE_KS)
     cols[2].slider("Orders per k", 1, MAX_PAGE_ORDERS, key=ORDERS, help="The same k examples, shuffled: a band.")

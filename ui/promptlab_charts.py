@@ -71,9 +71,12 @@ def shot_curve_figure(curve: ShotCurve, presentation: bool = False) -> go.Figure
     axis: dict[str, Any] = {"type": "category", "title": {"text": "examples in the prompt (k)"}}
     value: dict[str, Any] = {"range": [0, 1.05], "tickformat": ".0%", "rangemode": "tozero"}
     layout = {
-        "height": 460 if presentation else 380,
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "height": 500 if presentation else 420,
+        "margin": {"l": 10, "r": 10, "t": 80, "b": 10},
         "font": {"size": font},
+        "title": {
+            "text": f"{curve.model} on {curve.task}: {curve.items} items, up to {curve.orders} orders of the examples"
+        },
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         "xaxis": {**axis, "domain": [0, 0.45]},
         "xaxis2": {**axis, "domain": [0.55, 1], "anchor": "y2"},

@@ -50,7 +50,8 @@ def print_shots(result: dict[str, Any]) -> None:
     def cell(value: float | None) -> str:
         return "—" if value is None else f"{value:.0%}"
 
-    print(f"{result['task']}: {result['items']} items, up to {result['orders']} orders, seed {result['seed']}")
+    r = result
+    print(f"{r['model']} on {r['task']}: {r['items']} items, up to {r['orders']} orders, seed {r['seed']}")
     curves = [("examples", result["points"])]
     if "random_labels" in result:
         curves.append(("random labels", result["random_labels"]))

@@ -71,6 +71,7 @@ class ShotCurve:
     """A measured shot curve (and its random-labels twin, if asked for), with every run behind it."""
 
     task: str
+    model: str  # the backend's label: the model, its adapter, where it runs
     variant: PromptVariant
     items: int
     seed: int
@@ -90,6 +91,7 @@ class ShotCurve:
     def to_json(self) -> dict[str, object]:
         return {
             "task": self.task,
+            "model": self.model,
             "variant": self.variant.to_json(),
             "items": self.items,
             "seed": self.seed,
@@ -190,6 +192,7 @@ def shot_curve(
 
     return ShotCurve(
         task=task.name,
+        model=backend.label,
         variant=dataclasses.replace(variant, shots=0),
         items=len(task.items),
         seed=seed,
