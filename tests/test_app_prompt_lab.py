@@ -97,3 +97,14 @@ def test_an_empty_typed_task_says_what_to_type():
     at.text_area(key="pl_typed_items").set_value("   ").run()
     assert not at.exception
     assert any("The task has no items to ask" in e.value for e in at.error)
+
+
+def test_another_dataset_brings_its_own_starting_variants_and_answer_length():
+    at = open_page(PAGE)
+    at.text_area(key="pl_template_0").set_value("Review: {input}").run()
+    at.selectbox(key="pl_dataset").set_value("pirate").run()
+    assert not at.exception
+    assert at.text_area(key="pl_template_0").value != "Review: {input}"
+    assert at.text_input(key="pl_hint_1").value == "Answer briefly.", "free answers: no labels to name"
+    assert at.number_input(key="pl_max_new").value == 32
+    assert at.query_params["dataset"] in ("pirate", ["pirate"])
