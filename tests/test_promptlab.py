@@ -77,6 +77,13 @@ def test_variants_answer_the_same_items_and_match_the_plain_generation_and_scori
     assert scores[1].mean_tokens == sum(a.tokens for a in compared.answers[1]) / len(task.items)
 
 
+def test_a_variant_s_items_run_as_batches_on_the_engine(lm, backend, task):
+    before = dict(lm.engine.stats.rows_hist)
+    run_variants(backend, task, [PromptVariant(template=task.default_template, shots=1)], GREEDY)
+    after = lm.engine.stats.rows_hist
+    assert any(rows >= 2 and count > before.get(rows, 0) for rows, count in after.items())
+
+
 def test_the_result_exports_one_row_per_item_and_variant(compared, task):
     rows = compared.table_rows()
     assert len(rows) == 2 * len(task.items) and {r["variant"] for r in rows} == {"A", "B"}
