@@ -86,9 +86,9 @@ def prompt_ids(tokenizer: Any, example: Example, chat: bool | None = None) -> li
     return tokenizer(prompt_text(tokenizer, example, chat), add_special_tokens=not chat)["input_ids"]
 
 
-def completion_ids(tokenizer: Any, example: Example) -> list[int]:
-    """The ids of the answer, ending with the end-of-turn (or end-of-text) token."""
-    if has_chat_template(tokenizer):
+def completion_ids(tokenizer: Any, example: Example, chat: bool | None = None) -> list[int]:
+    """The ids of the answer, ending with the end-of-turn (or end-of-text) token; ``chat`` as in ``prompt_ids``."""
+    if has_chat_template(tokenizer) if chat is None else chat:
         messages = example.prompt_messages()
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(
@@ -124,6 +124,25 @@ def with_shots(example: Example, shots: Sequence[Example], chat: bool) -> Exampl
 def normalise(text: str) -> str:
     """Case, punctuation and spacing folded away: ``"Positive."`` matches ``"positive"``."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def shared_opening(prompts: Sequence[str], least: int = 24) -> str:
+    """The words every prompt starts with (an instruction repeated), if at least ``least`` characters long.
+
+    Cut after a space or a newline, so no word is split: compare hides it
+    from its table, and the prompt lab offers it as the instruction of its
+    default template, the rest of each prompt being the item's input.
+    """
+    if len(prompts) < 2:
+        return ""
+    common = prompts[0]
+    for prompt in prompts[1:]:
+        same = next(
+            (i for i, (a, b) in enumerate(zip(common, prompt, strict=False)) if a != b), min(len(common), len(prompt))
+        )
+        common = common[:same]
+    cut = max(common.rfind(" "), common.rfind("\n")) + 1
+    return common[:cut] if cut >= least else ""
 
 
 def pick_shots(pool: Sequence[Example], k: int, seed: int) -> tuple[Example, ...]:

@@ -24,7 +24,7 @@ from core.distributions import SamplingSettings, next_token_distribution
 from core.errors import LabError
 from core.exports import safe_csv
 from core.finetune import list_adapters, saved_adapter
-from core.prompts import Example, pick_shots, prompt_ids
+from core.prompts import Example, pick_shots, prompt_ids, shared_opening
 from core.shift import distribution_shift
 from ui.charts import PLOTLY_CONFIG
 from ui.compare_charts import accuracy_figure, shift_figure
@@ -176,20 +176,6 @@ def _run(dataset: Dataset | None, examples: list[Example], adapter_names: list[s
         return
     st.session_state[RESULT] = result
     st.session_state[EXAMPLES] = examples
-
-
-def shared_opening(prompts: list[str], least: int = 24) -> str:
-    """The words every prompt starts with (an instruction repeated), if long enough to be worth hiding."""
-    if len(prompts) < 2:
-        return ""
-    common = prompts[0]
-    for prompt in prompts[1:]:
-        same = next(
-            (i for i, (a, b) in enumerate(zip(common, prompt, strict=False)) if a != b), min(len(common), len(prompt))
-        )
-        common = common[:same]
-    cut = max(common.rfind(" "), common.rfind("\n")) + 1
-    return common[:cut] if cut >= least else ""
 
 
 def _mark(correct: bool | None) -> str:

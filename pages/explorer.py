@@ -27,10 +27,11 @@ from core.distributions import (
 from core.errors import LabError
 from core.exports import safe_csv
 from core.generation import generate, replay, seeded_generator
+from core.probe import probe_target
 from core.tokens import PromptTokens, encode_prompt
 from ui import api_explorer
 from ui.charts import PLOTLY_CONFIG, distribution_figure
-from ui.render import path_html, plural, token_chips
+from ui.render import path_html, plural, probe_html, share, token_chips
 from ui.session import current_backend, presenting, show_error
 
 PROMPT, CHAT, PATH = "ex_prompt", "ex_chat", "ex_path"
@@ -47,6 +48,7 @@ PICK, PICK_BUTTON = "ex_pick", "ex_append"
 PANEL = "ex_panel"  # this session's last reshaped distribution and chart
 EXAMPLE = "ex_example"
 GENERATE_REQUESTED = "ex_generate_requested"
+PROBE = "ex_probe"
 
 # Each example teaches one thing; the first is the default view.
 EXAMPLES: dict[str, tuple[str, bool]] = {
@@ -359,5 +361,37 @@ def distribution_panel() -> None:
     _write_url()
 
 
+@st.fragment
+def probe_panel() -> None:
+    """Probe a word: the probability of a whole string coming next (typing reruns only this part)."""
+    with st.expander(
+        "🎯 Probe a word: how likely is a whole word or phrase next?", expanded=bool(st.session_state.get(PROBE))
+    ):
+        st.text_input(
+            "Target",
+            key=PROBE,
+            placeholder="␣Paris",
+            help="Its tokens are read after the text so far; a leading space matters: ' Paris' and 'Paris' are "
+            "different tokens.",
+        )
+        target = st.session_state.get(PROBE)
+        if not target:
+            return
+        try:
+            probe = probe_target(lm, ids, target)
+        except LabError as exc:
+            show_error(exc)
+            return
+        st.metric(
+            f"P({probe.target!r} comes next)",
+            share(probe.prob),
+            help="The product of its tokens' probabilities, each given the text and the tokens before it.",
+        )
+        if probe.prob < 0.01:
+            st.caption(f"About 1 in {round(1 / probe.prob):,}." if probe.prob > 0 else "Too unlikely to count.")
+        st.markdown(probe_html(probe), unsafe_allow_html=True)
+
+
 distribution_panel()
+probe_panel()
 _write_url()

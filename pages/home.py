@@ -57,6 +57,14 @@ CARDS = [
         "Compare answers",
     ),
     (
+        "pages/prompt_lab.py",
+        "🧪",
+        "Prompt lab",
+        "Steer the model only with what it reads: **two to four prompt variants** side by side on the same items, "
+        "and **the shot curve** — accuracy against the number of examples in the prompt, their order, random labels.",
+        "Try prompts",
+    ),
+    (
         "pages/inside.py",
         "🔍",
         "Inside the model",

@@ -17,6 +17,7 @@ PAGES = [
     "pages/finetune.py",
     "pages/build.py",
     "pages/compare.py",
+    "pages/prompt_lab.py",
     "pages/inside.py",
 ]
 

@@ -198,3 +198,20 @@ def test_an_api_model_joins_a_comparison_as_a_zero_shot_column(api, lm):
         assert remote.correct is not None
     # Greedy on the same weights: llama.cpp's 4-bit model and transformers' dequantized copy start alike.
     assert result.rows[0].answers[1].text.split()[:2] == result.rows[0].answers[0].text.split()[:2]
+
+
+def test_an_api_model_runs_prompt_variants_and_a_shot_curve_without_scoring(api):
+    from core.datasets import load_dataset
+    from core.promptlab import PromptVariant, run_variants, shot_curve, task_from_dataset
+
+    task = task_from_dataset(load_dataset("sentiment"), limit=2)
+    variants = [PromptVariant("A", template=task.default_template), PromptVariant("B", template="{input}", shots=1)]
+    result = run_variants(api, task, variants, max_new_tokens=4)
+    for answers in result.answers:
+        assert all(a.text and 1 <= a.tokens <= 4 and a.correct is not None for a in answers)
+        assert all(a.p_expected is None for a in answers), "an API cannot score the expected answer"
+    assert [s.p_expected for s in result.scores()] == [None, None]
+    curve = shot_curve(api, task, [0, 1], orders=1, max_new_tokens=4)
+    assert [p.p_expected for p in curve.points] == [None, None] and curve.points[0].accuracy is not None
+    with pytest.raises(InvalidInput, match="An API applies its own chat template"):
+        run_variants(api, task, variants[:1], chat=False)

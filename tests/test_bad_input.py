@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from core.access import TEACHER_SECRET_ENV, is_teacher
-from core.backends import OpenAIBackend, list_models
+from core.backends import LocalBackend, OpenAIBackend, list_models
 from core.backends.openai_api import (
     ALLOWED_BASE_URLS_ENV,
     DEFAULT_BACKEND_ENV,
@@ -39,6 +39,9 @@ from core.finetune.jobs import check_inputs, create_job
 from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
 from core.models import check_model_location, load_model
+from core.probe import probe_target
+from core.promptlab import PromptVariant, run_variants, shot_curve, starting_variants, task_from_dataset, typed_task
+from core.promptlab.links import variants_from_params
 from core.prompts import pick_shots
 from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from core.tree import beam_search
@@ -167,6 +170,57 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "adapter-strength-above-one": (
             lambda: lm.with_adapter(saved_adapter(KEEP, 1.5)),
             "strength must be between 0 and 1",
+        ),
+        # prompt lab and probing a word
+        "promptlab-empty-task": (lambda: typed_task("  \n ", FOUR_EXAMPLES), r"^The task has no items to ask"),
+        "promptlab-example-without-answer": (
+            lambda: typed_task("a => b", "an example with no answer"),
+            r"^Example line 1 has no answer: write each example as 'input => answer'\.$",
+        ),
+        "promptlab-template-no-input": (
+            lambda: variants(lm, [PromptVariant("A"), PromptVariant("B", template="Is it positive?")]),
+            r"^Variant B's template has no \{input\}: write \{input\} where each item's text goes",
+        ),
+        "promptlab-too-many-shots": (
+            lambda: variants(lm, [PromptVariant(shots=8)]),
+            r"^Variant A asks for 8 examples, but the task has only 4 to show: ask for at most 4, or add examples\.$",
+        ),
+        "promptlab-prompt-past-context": (
+            lambda: variants(lm, [PromptVariant()], "word " * 9000 + "=> yes"),
+            r"^Variant A makes a prompt of 9,\d{3} tokens \(item 1\) and SmolLM2-135M-Instruct reads at most 8,192",
+        ),
+        "promptlab-too-many-variants": (
+            lambda: variants(lm, [PromptVariant(name) for name in "ABCDE"]),
+            r"^Compare 1 to 4 prompt variants at a time; got 5\.$",
+        ),
+        "promptlab-text-too-long": (
+            lambda: variants(lm, [PromptVariant(system="x" * 5000)]),
+            r"^Variant A's system message has 5,000 characters; at most 4,000 are allowed\.$",
+        ),
+        "shots-more-than-examples": (
+            lambda: shot_curve(LocalBackend(lm), typed_task("a => b", FOUR_EXAMPLES), [0, 8]),
+            r"^The shot curve asks for 8 examples, but the task has only 4 to show",
+        ),
+        "shots-orders-negative": (
+            lambda: _cli_handler(["shots", "--dataset", "sentiment", "--orders", "-1"]),
+            r"^--orders must be a whole number from 1 to 10; got -1\.$",
+        ),
+        "shots-limit-zero": (
+            lambda: _cli_handler(["shots", "--dataset", "sentiment", "--limit", "0"]),
+            r"^--limit must be a whole number from 1 to 1,000,000; got 0\.$",
+        ),
+        "shots-none": (
+            lambda: shot_curve(LocalBackend(lm), typed_task("a => b"), []),
+            r"^Give at least one number of examples for the shot curve",
+        ),
+        "shots-no-expected-answers": (
+            lambda: shot_curve(LocalBackend(lm), typed_task("no answer given"), [0]),
+            r"^The shot curve needs items with expected answers",
+        ),
+        "probe-target-empty": (lambda: probe_target(lm, [1, 2], ""), r"^The target is empty"),
+        "probe-target-too-long": (
+            lambda: probe_target(lm, [1, 2], " word" * 65),
+            r"^The target has 65 tokens; probe at most 64 at a time\.$",
         ),
         # model ids
         "model-nonexistent-id": (lambda: load_model("no-such-org/no-such-model"), "not on this machine"),
@@ -297,6 +351,7 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "top-k-whole-vocab": lambda: SamplingSettings(top_k=lm.vocab_size).validate(lm.vocab_size),
         "min-p-one": lambda: SamplingSettings(min_p=1.0).validate(lm.vocab_size),
         "upload-csv-injection": _csv_injection_is_data_and_exports_inert,
+        "promptlab-link-bad-values": _bad_link_values_fall_back,
         "adapter-deleted-while-chosen": lambda: _adapter_deleted_while_chosen(lm),
         "link-tree-bad-values": _tree_link_falls_back,
         "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
@@ -305,6 +360,21 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         ),
     }
     return refused, accepted
+
+
+FOUR_EXAMPLES = "good => positive\nbad => negative\nfine => positive\nawful => negative"
+
+
+def variants(lm, chosen: list[PromptVariant], items: str = "nice => positive") -> object:
+    """Run ``chosen`` on typed items with four typed examples (refused before anything is asked)."""
+    return run_variants(LocalBackend(lm), typed_task(items, FOUR_EXAMPLES), chosen)
+
+
+def _bad_link_values_fall_back() -> None:
+    defaults = starting_variants(task_from_dataset(load_dataset("sentiment")))
+    chosen, warnings = variants_from_params({"variants": "9", "t1": "no slot", "k2": "²"}, defaults, 8)
+    assert chosen == list(defaults[:2]) and len(warnings) == 3
+    assert "Variant A's template in the link has no {input} or is too long: using the default." in warnings
 
 
 def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: object) -> object:

@@ -23,3 +23,26 @@ def test_the_distribution_chart_passes_plotly_s_validation_unchanged(lm, setting
     assert validated == spec
     assert len(spec["data"]) == 2 and len(spec["data"][0]["y"]) == shown
     assert ("shapes" in spec["layout"]) == (0 < sum(t.kept for t in shaped.top(shown)) < shown)
+
+
+def _point(k: int, accuracy: float | None, p: float | None):
+    from core.promptlab import ShotPoint
+
+    low = None if accuracy is None else max(0.0, accuracy - 0.1)
+    return ShotPoint(k, accuracy, low, accuracy, p, None if p is None else p / 2, p, orders=2)
+
+
+@pytest.mark.parametrize(("random_labels", "scored", "presentation"), [(True, True, False), (False, False, True)])
+def test_the_shot_curve_passes_plotly_s_validation_unchanged(random_labels, scored, presentation):
+    from core.promptlab import PromptVariant, ShotCurve
+    from ui.promptlab_charts import shot_curve_figure
+
+    points = tuple(_point(k, k / 10, k / 20 if scored else None) for k in (0, 1, 2, 4, 8))
+    curve = ShotCurve("sentiment", "a model", PromptVariant(), 8, 0, 2, points, points if random_labels else None, ())
+    spec = shot_curve_figure(curve, presentation).to_dict()
+    assert go.Figure(spec).to_dict() == spec
+    lines = [t for t in spec["data"] if t.get("mode") == "lines+markers"]
+    assert len(lines) == (4 if random_labels else 2) and lines[0]["x"] == ["0", "1", "2", "4", "8"]
+    bands = [t for t in spec["data"] if t.get("fill") == "tonexty"]
+    assert bands[0]["y"] == [p.accuracy_min for p in points]
+    assert ("an API does not say" in spec["layout"]["yaxis2"]["title"]["text"]) == (not scored)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from core.backends import BackendStep
 from core.distributions import TextScore, TokenProb
 from core.generation import GenerationStep
+from core.probe import TargetProbe
 from core.tokens import Token, display_token
 
 # GLTR's buckets: was the real token the model's first guess, in its top 10, top 100, or beyond?
@@ -82,6 +83,22 @@ def token_chips(tokens: Sequence[Token]) -> str:
             f'<br><small style="color:#64748b">{t.id}</small></span>'
         )
     return f'<div class="lab-tokens" style="line-height:2.4rem">{"".join(chips)}</div>'
+
+
+def share(prob: float) -> str:
+    """A probability as a person reads it: ``77.3%``, and ``3.1e-05`` where a percentage would show 0.0%."""
+    return f"{prob:.1%}" if prob >= 0.001 else f"{prob:.1e}"
+
+
+def probe_html(probe: TargetProbe) -> str:
+    """The target's tokens as chips coloured by their probability, each over its probability and rank."""
+    chips = [
+        f'<span title="id {t.id}, rank {t.rank}" style="display:inline-block;border:1px solid #cbd5e1;'
+        f"border-radius:6px;padding:2px 6px;margin:2px;background:{prob_colour(t.prob)};font-family:monospace;"
+        f'text-align:center">{_escape(t.display)}<br><small>{share(t.prob)} · rank {t.rank}</small></span>'
+        for t in probe.tokens
+    ]
+    return f'<div class="lab-tokens" style="line-height:2.4rem">{" × ".join(chips)}</div>'
 
 
 def path_html(prompt_text: str, steps: Sequence[GenerationStep | BackendStep]) -> str:

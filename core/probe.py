@@ -1,0 +1,93 @@
+"""Probe a word: the probability of a whole string coming next, token by token.
+
+The explorer shows the next *token*; a word a person has in mind is often
+several ("Bramblewick" is three), and " Paris" is not "Paris". By the chain
+rule, the probability of the whole string is the product of each of its
+tokens' probabilities given the prompt and the tokens of the string before
+it. The first factor is the prompt's own next-token distribution (memoised:
+the explorer has just computed it); the others come from one pass over the
+string's tokens, continuing the prompt's kept cache (``PREFIX_CACHE``), so
+the prompt is not read again.
+
+The string is tokenized on its own and read after the prompt's tokens: the
+way the model would write it, token by token, after that prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from core.distributions import PREFIX_CACHE, next_token_distribution
+from core.errors import InvalidInput
+from core.models import LoadedModel
+from core.tokens import check_fits, display_token, token_text
+
+MAX_TARGET_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class ProbedToken:
+    """One token of the target: its probability given everything before it, and its rank (1: the top guess)."""
+
+    id: int
+    token: str
+    prob: float
+    logprob: float
+    rank: int
+
+    @property
+    def display(self) -> str:
+        return display_token(self.token)
+
+
+@dataclass(frozen=True)
+class TargetProbe:
+    """The target's tokens, each scored; the whole string's probability is their product."""
+
+    target: str
+    tokens: tuple[ProbedToken, ...]
+
+    @property
+    def logprob(self) -> float:
+        return math.fsum(t.logprob for t in self.tokens)
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "prob": self.prob,
+            "logprob": self.logprob,
+            "tokens": [asdict(t) for t in self.tokens],
+        }
+
+
+def probe_target(lm: LoadedModel, prompt_ids: Sequence[int], target: str) -> TargetProbe:
+    """How likely ``target`` is to come next after ``prompt_ids``, and each of its tokens."""
+    if not isinstance(target, str) or target == "":
+        raise InvalidInput("The target is empty: type the word or text to probe, e.g. ' Paris' (with its space).")
+    ids: list[int] = lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+    if len(ids) > MAX_TARGET_TOKENS:
+        raise InvalidInput(f"The target has {len(ids):,} tokens; probe at most {MAX_TARGET_TOKENS} at a time.")
+    check_fits(lm, len(prompt_ids) + len(ids))
+    first = next_token_distribution(lm, list(prompt_ids))
+    rows = [first.logprobs]
+    if len(ids) > 1:
+        past, start = PREFIX_CACHE.longest(lm.key, [*prompt_ids, ids[0]])
+        if start < len(prompt_ids):  # the prompt's cache was not kept (or was evicted): read the prompt again
+            _, past = lm.forward(list(prompt_ids[start:]), past, last_only=True)
+            PREFIX_CACHE.put(lm.key, prompt_ids, past)
+        logits, _ = lm.forward(ids[:-1], past)  # row i predicts the target's token i + 1
+        rows += list(torch.log_softmax(logits.double(), dim=-1))
+    tokens = []
+    for token_id, row in zip(ids, rows, strict=True):
+        logprob = float(row[token_id])
+        rank = int((row > row[token_id]).sum()) + 1
+        tokens.append(ProbedToken(token_id, token_text(lm.tokenizer, token_id), math.exp(logprob), logprob, rank))
+    return TargetProbe(target, tuple(tokens))
