@@ -24,7 +24,7 @@ RANK_BUCKETS: tuple[tuple[int, str, str], ...] = (
 HIGH_CONTRAST_BUCKETS = ("#22c55e", "#facc15", "#ef4444", "#a855f7")
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     return html.escape(text).replace("$", "&#36;")
 
 
@@ -59,8 +59,8 @@ def _alternatives_title(alternatives: Sequence[TokenProb], chosen: TokenProb, li
 
 def _span(text: str, colour: str, title: str, extra: str = "") -> str:
     return (
-        f'<span title="{_escape(title)}" style="background:{colour};border-radius:4px;padding:1px 2px;'
-        f'margin:0 1px;white-space:pre-wrap;{extra}">{_escape(text)}</span>'
+        f'<span title="{escape(title)}" style="background:{colour};border-radius:4px;padding:1px 2px;'
+        f'margin:0 1px;white-space:pre-wrap;{extra}">{escape(text)}</span>'
     )
 
 
@@ -72,7 +72,7 @@ def token_chips(tokens: Sequence[Token]) -> str:
         chips.append(
             f'<span title="id {t.id}{" (special)" if t.special else ""}" style="display:inline-block;'
             f"border:{border};border-radius:6px;padding:2px 6px;margin:2px;background:#f8fafc;"
-            f'font-family:monospace;text-align:center">{_escape(t.display)}'
+            f'font-family:monospace;text-align:center">{escape(t.display)}'
             f'<br><small style="color:#64748b">{t.id}</small></span>'
         )
     return f'<div class="lab-tokens" style="line-height:2.4rem">{"".join(chips)}</div>'
@@ -80,7 +80,7 @@ def token_chips(tokens: Sequence[Token]) -> str:
 
 def path_html(prompt_text: str, steps: Sequence[GenerationStep | BackendStep]) -> str:
     """The prompt in grey, then each chosen token coloured by the model's probability for it."""
-    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{_escape(prompt_text)}</span>']
+    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{escape(prompt_text)}</span>']
     for s in steps:
         rank = f"rank {s.rank}" if s.rank is not None else "not among the listed alternatives"
         title = f"{s.display}: {s.chosen.prob:.2%} ({rank})\nalternatives:\n" + _alternatives_title(
