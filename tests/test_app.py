@@ -17,6 +17,8 @@ PAGES = [
     "pages/build.py",
     "pages/compare.py",
     "pages/inside.py",
+    "pages/room.py",
+    "pages/join.py",
 ]
 
 
