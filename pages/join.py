@@ -92,7 +92,6 @@ def _guess_form(room: Room, state: RoundState, student: str) -> None:
             args=(room.code, student),
             width="stretch",
         )
-    show_reported(ERROR)
 
 
 def _result(room: Room, state: RoundState) -> None:
@@ -165,6 +164,7 @@ st.markdown(prompt_html(state.prompt_text, 1.25, shown_chars=300), unsafe_allow_
 if state.closed:
     st.info(CLOSED_ROOM + " Thanks for playing!")
     st.stop()
+show_reported(ERROR)  # above the result too: a guess sent as the teacher revealed is refused with a sentence
 if state.revealed:
     _result(room, state)
 else:

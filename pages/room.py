@@ -20,7 +20,7 @@ import streamlit as st
 from core.errors import LabError
 from core.models import LoadedModel
 from core.rooms.codes import readable_code
-from core.rooms.game import CHOICES, next_round, reveal_round, room_summary, round_state
+from core.rooms.game import CHOICES, next_round, room_summary, round_state
 from core.rooms.guesses import MAX_GUESS_CHARS
 from core.rooms.store import Room
 from core.tokens import display_token
@@ -56,10 +56,19 @@ def _token(code: str) -> str:
 
 
 def _reveal(code: str) -> None:
+    """Close the round to guesses, then score it once for everyone.
+
+    The phones see the round revealed at once and ask for its result, which
+    ``round_reveal`` computes once per round: they wait for this scoring
+    instead of each starting one of their own beside it.
+    """
     try:
         require_teacher(RUN)
         store = room_store()
-        reveal_round(store, room_model(store.room(code)), code, _token(code))
+        room = store.room(code)
+        lm = room_model(room)
+        record = store.reveal(code, _token(code))
+        round_reveal(room, lm, record.number)
     except LabError as exc:
         report(exc)
 

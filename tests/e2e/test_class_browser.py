@@ -4,7 +4,9 @@ The teacher opens a room from the explorer; the students open the join link
 (one on a phone's viewport, 390 x 844), type a name and a guess; one changes
 their guess, one types HTML. The teacher's count follows, the reveal sets the
 class beside the model, every phone shows its own result, and the next round
-reaches every phone without a reload. Screenshots go to ``test-artifacts/``.
+reaches every phone without a reload. The server has a teacher secret, as
+``make run HOST=0.0.0.0`` gives it: the teacher types it, the students do not.
+Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from core.access import TEACHER_SECRET_ENV
 from tests.e2e.conftest import app_server, assert_no_app_errors, shot, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+SECRET = "tea-cher-4242"
 WAIT = 120_000  # a cold model and a busy machine: as long as the other browser tests wait
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 STUDENTS = (  # (name, first guess, second guess or None, context options)
@@ -29,8 +33,11 @@ STUDENTS = (  # (name, first guess, second guess or None, context options)
 
 @pytest.fixture(scope="module")
 def class_url(tmp_path_factory):
-    with app_server("class-server.log", data=tmp_path_factory.mktemp("class") / "data") as url:
-        yield url
+    """A server started for a class: with a teacher secret, so the students are not the teacher."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TEACHER_SECRET_ENV, SECRET)
+        with app_server("class-server.log", data=tmp_path_factory.mktemp("class") / "data") as url:
+            yield url
 
 
 def send_guess(page, name: str, guess: str) -> None:
@@ -51,6 +58,10 @@ def test_a_teacher_and_three_students_play_two_rounds(browser, class_url):
     teacher = watched_page(teacher_context)
     teacher.goto(f"{class_url}/explorer?prompt=The+capital+of+France+is", wait_until="domcontentloaded")
     teacher.locator(".stPlotlyChart").wait_for(timeout=WAIT)
+    secret = teacher.get_by_role("textbox", name="🔑 Teacher")
+    secret.fill(SECRET)
+    secret.press("Enter")
+    teacher.get_by_text("Teacher: you can").wait_for(timeout=WAIT)
     teacher.get_by_role("button", name="🙋 Ask the class").click()
     teacher.wait_for_url(re.compile(r"/room\?room=[A-Z2-9]{8}$"), timeout=WAIT)
     code = parse_qs(urlsplit(teacher.url).query)["room"][0]
@@ -58,6 +69,7 @@ def test_a_teacher_and_three_students_play_two_rounds(browser, class_url):
     qr.wait_for(timeout=WAIT)
     assert qr.bounding_box()["width"] >= 300, "the QR code must be big enough for a projector"
     assert teacher.locator(".lab-room-code").inner_text().replace(" ", "") == code
+    assert teacher.get_by_text("Teacher: you can").count() == 1, "the page switch keeps the teacher's secret"
     link = re.search(r"http://\S+/join\?room=" + code, teacher.get_by_text("or open").inner_text()).group(0)
     answers_shown(teacher, 0)
     shot(teacher, "class-1-teacher-open")
