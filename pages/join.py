@@ -81,7 +81,9 @@ def _guess_form(room: Room, state: RoundState, student: str) -> None:
     if state.your_guess is not None:
         _mine(f"✅ Your guess: <b>{escape(state.your_guess.strip())}</b>. You can change it until the teacher reveals.")
     with st.form("join_form", border=False):
-        st.text_input("Your name (leave it empty to stay anonymous)", key=NAME, max_chars=MAX_NAME_CHARS)
+        st.text_input(  # kept while the result hides the form: the next round starts with the same name
+            "Your name (leave it empty to stay anonymous)", key=NAME, max_chars=MAX_NAME_CHARS, persist_state="session"
+        )
         st.text_input(
             "Your guess: the next word", key=GUESS, max_chars=MAX_GUESS_CHARS, placeholder="one word, or a few"
         )

@@ -119,9 +119,10 @@ def test_a_teacher_and_three_students_play_two_rounds(browser, class_url):
     teacher.get_by_text("Round 2: what comes next?").wait_for(timeout=WAIT)
     teacher.get_by_text("The class against the model").wait_for(timeout=WAIT)
     shot(teacher, "class-5-teacher-round-2")
-    for student in phones:
+    for student, (name, *_) in zip(phones, STUDENTS, strict=True):
         student.get_by_text("Round 2: what comes next?").wait_for(timeout=WAIT)
         student.get_by_role("button", name="Send my guess").wait_for(timeout=WAIT)
+        assert student.get_by_label("Your name").input_value() == name, "the name stays for the next round"
     shot(ada, "class-6-phone-round-2")
 
     for page in (teacher, *phones):
