@@ -30,7 +30,12 @@ laptops would not. With ``--with-finetune`` each user count runs again while
 ``python -m core finetune`` trains on the built-in sentiment data (at the
 lower priority every job takes).
 
+With ``--class-room`` the students play class mode instead (``bench/class_scenario.py``): they
+join a room the teacher opened from the explorer, guess the next word on the join page and poll
+it, while the teacher's room page counts the answers, reveals and starts the next round.
+
 Usage: ``.venv/bin/python bench/load_test.py --users 10 --users 30 [--with-finetune] [--duration 40] [--json]``
+or ``.venv/bin/python bench/load_test.py --class-room --users 30 [--duration 40] [--json]``
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import json
 import math
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -61,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.streamlit_session import AppSession, RunResult, SessionError  # noqa: E402
+from core.access import TEACHER_SECRET_ENV  # noqa: E402
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, API_MODEL_ENV, DEFAULT_BACKEND_ENV  # noqa: E402
 
 PAGE = "explorer"
@@ -143,6 +150,7 @@ class LoadReport:
     machine: dict[str, Any]
     warmup_s: float  # first page view: model load and first forward pass
     scenarios: list[ScenarioReport] = field(default_factory=list)
+    class_rooms: list[Any] = field(default_factory=list)  # bench.class_scenario.ClassReport, with --class-room
     problems: list[str] = field(default_factory=list)  # what could not be measured, and why
 
     def to_dict(self) -> dict[str, Any]:
@@ -494,6 +502,8 @@ def run(args: argparse.Namespace, say: Any) -> LoadReport:
         tmp_dir = Path(tmp)
         data_dir = tmp_dir / "data"
         env = server_env(data_dir, args)
+        if args.class_room:  # as `make run HOST=0.0.0.0` starts a class: the students are not the teacher
+            env[TEACHER_SECRET_ENV] = secrets.token_hex(8)
         with app_server(data_dir, tmp_dir / "server.log", env) as (base_url, server_pid):
             say(f"app at {base_url} (pid {server_pid}); warming up")
             report = LoadReport(
@@ -504,6 +514,8 @@ def run(args: argparse.Namespace, say: Any) -> LoadReport:
                     "tokens_per_generate": args.tokens,
                     "timeout_s": args.timeout,
                     "with_finetune": args.with_finetune,
+                    "class_room": args.class_room,
+                    "round_time_s": args.round_time,
                     "omp_wait_policy": env.get("OMP_WAIT_POLICY", "OpenMP's default"),
                     "api_base_url": args.api_base_url,
                     "api_model": args.api_model,
@@ -511,6 +523,16 @@ def run(args: argparse.Namespace, say: Any) -> LoadReport:
                 machine={"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
                 warmup_s=round(warm_up(base_url, args), 1),
             )
+            if args.class_room:
+                from bench.class_scenario import class_summary, run_class
+
+                for users in args.users:
+                    say(f"a class of {users} for {args.duration:g} s")
+                    report.class_rooms.append(
+                        run_class(base_url, server_pid, data_dir, env[TEACHER_SECRET_ENV], users, args)
+                    )
+                    say(class_summary(report.class_rooms[-1]))
+                return report
             scenario = 0
             for users in args.users:
                 scenario += 1
@@ -573,6 +595,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60, help="seconds before a request counts as failed")
     parser.add_argument("--with-finetune", action="store_true", help="run each level again during a fine-tune")
     parser.add_argument(
+        "--class-room",
+        action="store_true",
+        help="play class mode instead: the students join a room and guess while the teacher reveals (30 by default)",
+    )
+    parser.add_argument(
+        "--round-time", type=float, default=15, help="class mode: the most a round waits for answers (default 15)"
+    )
+    parser.add_argument(
         "--openmp-default",
         action="store_true",
         help="start the app without OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads spin), to compare",
@@ -587,15 +617,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    args.users = args.users or [10, 30]
+    args.users = args.users or ([30] if args.class_room else [10, 30])
     if args.api_base_url and not args.api_model:
         args.api_model = first_model(args.api_base_url, args.timeout)
     if min(args.users) < 1 or args.duration <= 0 or args.timeout <= 0 or args.tokens < 1 or args.think < 0:
         parser.error("users, duration, timeout and tokens must be positive (think may be 0)")
+    if args.class_room and (args.with_finetune or args.round_time <= 0):
+        parser.error("--class-room runs without a fine-tune, and its --round-time must be positive")
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     report = run(args, say)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
+    elif args.class_room:
+        from bench.class_scenario import class_table
+
+        print(class_table(report.class_rooms))
     else:
         print(markdown_table(report))
         for problem in report.problems:

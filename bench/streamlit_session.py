@@ -10,6 +10,11 @@ exactly that, the way Streamlit's own frontend does, so the server runs the
 same code for it as for a browser: same session, same script thread, same
 widgets and callbacks.
 
+A fragment that polls (``@st.fragment(run_every=…)``) is rerun by the
+browser on a timer the server announces (an ``auto_rerun`` message);
+``rerun_fragment`` sends that same request, so a simulated phone polls the
+way a real one does.
+
 What it does not do: render anything, run the plotly JavaScript, or fetch
 media files. Latency here is the server's (script run and messages), not
 the browser's drawing time.
@@ -33,6 +38,8 @@ FINISHED = ForwardMsg.ScriptFinishedStatus
 DONE = {FINISHED.FINISHED_SUCCESSFULLY}
 # How ui.render.path_html draws the steered text: the prompt, then each chosen token in bold.
 STEERED_TEXT, CHOSEN_TOKEN = 'class="lab-tokens"', "font-weight:600;"
+# A fragment's rerun ends with its own status, or with the whole page's when it asked for a full rerun.
+FRAGMENT_DONE = {FINISHED.FINISHED_FRAGMENT_RUN_SUCCESSFULLY, FINISHED.FINISHED_SUCCESSFULLY}
 FAILED = {FINISHED.FINISHED_WITH_COMPILE_ERROR}
 
 
@@ -49,6 +56,7 @@ class RunResult:
     query_string: str = ""  # the URL's query after the run (pages write their state there)
     problems: list[str] = field(default_factory=list)  # exceptions and error boxes the page showed
     steered_tokens: int | None = None  # chosen tokens in the steered text's markdown, when the page drew it
+    texts: list[str] = field(default_factory=list)  # what markdown, alerts and metrics ("label: value") said
 
     def count(self, kind: str) -> int:
         return self.elements.count(kind)
@@ -69,6 +77,9 @@ class AppSession:
         self.timeout = timeout
         self.page_hash = ""  # learnt from the server's navigation message, then sent back
         self.widget_ids: dict[str, str] = {}  # label -> widget id, from the elements drawn so far
+        # (fragment id, seconds between reruns) of the last polling fragment the page announced: its id
+        # depends on where the page draws it, so it changes when the page above it does
+        self.polling: tuple[str, float] | None = None
         self._values: dict[str, WidgetState] = {}
         try:
             self._socket: ClientConnection = connect(
@@ -108,23 +119,29 @@ class AppSession:
         trigger.trigger_value = True
         return self._send([trigger])
 
-    def _send(self, triggers: list[WidgetState]) -> RunResult:
+    def rerun_fragment(self, fragment_id: str) -> RunResult:
+        """Rerun one polling fragment, as the browser's timer does; it may rerun the whole page."""
+        return self._send([], fragment_id)
+
+    def _send(self, triggers: list[WidgetState], fragment_id: str = "") -> RunResult:
         request = BackMsg()
         state = request.rerun_script
         state.query_string = self.query_string
         state.page_name = self.page
         state.page_script_hash = self.page_hash
         state.widget_states.widgets.extend([*self._values.values(), *triggers])
+        if fragment_id:
+            state.fragment_id, state.is_auto_rerun = fragment_id, True
         began = time.perf_counter()
         try:
             self._socket.send(request.SerializeToString())
-            return self._receive_until_finished(began)
+            return self._receive_until_finished(began, FRAGMENT_DONE if fragment_id else DONE)
         except TimeoutError:
             raise SessionError(f"no answer within {self.timeout:.0f} s") from None
         except ConnectionClosed as exc:
             raise SessionError(f"the server closed the session: {exc}") from None
 
-    def _receive_until_finished(self, began: float) -> RunResult:
+    def _receive_until_finished(self, began: float, done: set[int]) -> RunResult:
         result = RunResult(seconds=0.0)
         deadline = began + self.timeout
         while True:
@@ -135,6 +152,8 @@ class AppSession:
                 self.page_hash = message.navigation.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = message.page_info_changed.query_string
+            elif kind == "auto_rerun":
+                self.polling = (message.auto_rerun.fragment_id, message.auto_rerun.interval)
             elif kind == "page_not_found":
                 result.problems.append(f"page not found: {self.page!r}")
             elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
@@ -144,7 +163,7 @@ class AppSession:
             elif kind == "script_finished":
                 if message.script_finished in FAILED:
                     raise SessionError("the script failed to compile")
-                if message.script_finished in DONE:
+                if message.script_finished in done:
                     result.seconds = time.perf_counter() - began
                     result.query_string = self.query_string
                     return result
@@ -161,5 +180,9 @@ def note_element(element: Any, result: RunResult) -> tuple[str, str] | None:
         result.problems.append(f"error box: {body.body}")
     elif kind == "markdown" and STEERED_TEXT in body.body:
         result.steered_tokens = max(result.steered_tokens or 0, body.body.count(CHOSEN_TOKEN))
+    if kind in ("markdown", "alert"):
+        result.texts.append(body.body)
+    elif kind == "metric":
+        result.texts.append(f"{body.label}: {body.body}")
     widget_id, label = getattr(body, "id", ""), getattr(body, "label", "")
     return (label, widget_id) if widget_id and label else None

@@ -32,6 +32,7 @@ from core.tokens import PromptTokens, encode_prompt
 from ui import api_explorer
 from ui.charts import PLOTLY_CONFIG, distribution_figure
 from ui.render import path_html, plural, probe_html, share, token_chips
+from ui.rooms import ask_the_class
 from ui.session import current_backend, presenting, show_error
 
 PROMPT, CHAT, PATH = "ex_prompt", "ex_chat", "ex_path"
@@ -272,6 +273,7 @@ buttons[3].button("↶ Undo", on_click=_undo, disabled=not path, width="stretch"
 buttons[4].button("⟲ Reset", on_click=_reset_path, disabled=not path, width="stretch")
 if eos_reached:
     st.info("The model chose its end-of-text token: this answer is finished. Undo or reset to go on.")
+ask_the_class(lm, st.session_state[PROMPT], st.session_state[CHAT], path)
 
 
 @st.fragment

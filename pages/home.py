@@ -72,6 +72,14 @@ CARDS = [
         "and see which earlier tokens each attention head reads. Switch on an adapter to see what fine-tuning changed.",
         "Look inside",
     ),
+    (
+        "pages/join.py",
+        "🙋",
+        "Class mode",
+        "The class guesses the next word on their phones, then sees itself **beside the model**. The teacher opens "
+        "a room from the explorer (🙋 Ask the class) and shows its QR code; students join with the room's code.",
+        "Join a class",
+    ),
 ]
 
 st.title("🔬 LLM Lab")

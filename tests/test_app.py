@@ -19,6 +19,8 @@ PAGES = [
     "pages/compare.py",
     "pages/prompt_lab.py",
     "pages/inside.py",
+    "pages/room.py",
+    "pages/join.py",
 ]
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,10 +45,14 @@ from core.probe import probe_target
 from core.promptlab import PromptVariant, run_variants, shot_curve, starting_variants, task_from_dataset, typed_task
 from core.promptlab.links import variants_from_params
 from core.prompts import pick_shots
+from core.rooms.game import open_room, score_round
+from core.rooms.store import CLOSED_ROOM, ROOM_LIFETIME_S, UNKNOWN_ROOM, WRONG_TEACHER, OpenedRoom, RoomStore
 from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from core.tree import beam_search
 from tests.adapters import saved_adapter_job
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
+from ui.render import escape
+from ui.room_charts import reveal_figure
 from ui.tree_view import TreeSettings, from_query
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
@@ -78,6 +84,33 @@ def bad_models(tmp_path_factory) -> Path:
     return root
 
 
+@dataclass(frozen=True)
+class Rooms:
+    """Class rooms in a store of their own (outside the data folder, which no case may change)."""
+
+    store: RoomStore
+    open: str
+    revealed: str
+    closed: str
+    expired: str
+
+
+@pytest.fixture(scope="module")
+def rooms(tmp_path_factory) -> Rooms:
+    path = tmp_path_factory.mktemp("rooms") / "rooms.sqlite3"
+    store = RoomStore(path)
+
+    def room() -> OpenedRoom:
+        return store.create_room("Once upon a", False, "embedded", "Once upon a", [10, 20, 30])
+
+    revealed, closed = room(), room()
+    store.reveal(revealed.room.code, revealed.teacher_token)
+    store.close(closed.room.code, closed.teacher_token)
+    old = RoomStore(path, clock=lambda: time.time() - 2 * ROOM_LIFETIME_S)
+    expired = old.create_room("Once upon a", False, "embedded", "Once upon a", [10, 20, 30])
+    return Rooms(store, room().room.code, revealed.room.code, closed.room.code, expired.room.code)
+
+
 def _snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
@@ -103,9 +136,15 @@ CSV_HEADER = b"prompt,completion\n"
 GOOD_ROWS = b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
 
 
-def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
+def catalogue(
+    lm, api_url: str | None, models: Path, rooms: Rooms
+) -> tuple[dict[str, tuple[Callable, str]], dict[str, Callable]]:
     """Every case, built against the real model (the strict test server for the API rows, ``models`` for --model)."""
     outside = "outside the folders LLM Lab serves"
+
+    def guess(code: str, name: str | None, text: str) -> Callable[[], object]:
+        return lambda: rooms.store.add_guess(code, "phone-1", name, text)
+
     refused: dict[str, tuple[Callable, str]] = {
         # prompts
         "prompt-empty": (lambda: encode_prompt(lm, ""), "is empty"),
@@ -221,6 +260,38 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "probe-target-too-long": (
             lambda: probe_target(lm, [1, 2], " word" * 65),
             r"^The target has 65 tokens; probe at most 64 at a time\.$",
+        ),
+        # class rooms
+        "room-code-malformed": (
+            lambda: rooms.store.room("hello"),
+            r"^A room code is 8 letters and digits, such as 'K7QX M3PA' \(there is no 0, O, 1 or I in a code\)",
+        ),
+        "room-code-unknown": (lambda: rooms.store.room("K7QX M3PA"), f"^{re.escape(UNKNOWN_ROOM)}$"),
+        "room-expired": (lambda: rooms.store.room(rooms.expired), f"^{re.escape(UNKNOWN_ROOM)}$"),
+        "room-guess-empty": (
+            guess(rooms.open, "Eve", "  "),
+            r"^The guess is empty: type the word you think comes next\.$",
+        ),
+        "room-guess-too-long": (
+            guess(rooms.open, "Eve", "x" * 61),
+            r"^The guess has 61 characters; at most 60 are allowed: type the next word, or a few\.$",
+        ),
+        "room-name-too-long": (
+            guess(rooms.open, "E" * 41, "cold"),
+            r"^The name has 41 characters; at most 40 are allowed\.$",
+        ),
+        "room-name-control-characters": (
+            guess(rooms.open, "Eve\u202eevil", "cold"),
+            r"^The name contains an invisible control character \(a line break, a tab or a text-direction mark\)",
+        ),
+        "room-guess-after-reveal": (
+            guess(rooms.revealed, "Eve", "cold"),
+            r"^Round 1 has been revealed, so it takes no more guesses: wait for the teacher to start the next round\.$",
+        ),
+        "room-closed": (guess(rooms.closed, "Eve", "cold"), f"^{re.escape(CLOSED_ROOM)}$"),
+        "room-wrong-teacher-token": (
+            lambda: rooms.store.reveal(rooms.open, "a-guessed-token"),
+            f"^{re.escape(WRONG_TEACHER)}$",
         ),
         # model ids
         "model-nonexistent-id": (lambda: load_model("no-such-org/no-such-model"), "not on this machine"),
@@ -354,6 +425,7 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "promptlab-link-bad-values": _bad_link_values_fall_back,
         "adapter-deleted-while-chosen": lambda: _adapter_deleted_while_chosen(lm),
         "link-tree-bad-values": _tree_link_falls_back,
+        "room-html-name-and-guess": lambda: _html_in_a_room_is_text(lm, rooms.store),
         "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
         "api-other-url-no-server-key": lambda: _with_env(
             {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
@@ -413,6 +485,16 @@ def _tree_link_falls_back() -> None:
     ]
 
 
+def _html_in_a_room_is_text(lm, store: RoomStore) -> None:
+    """Stored as typed; the reveal's chart (plotly reads some HTML) and the pages show it escaped."""
+    code = open_room(store, lm, "The capital of France is").room.code
+    store.add_guess(code, "phone-m", "<b>Mallory</b>", "<img src=x onerror=alert(1)>")
+    assert [(g.name, g.text) for g in store.guesses(code)] == [("<b>Mallory</b>", "<img src=x onerror=alert(1)>")]
+    labels = reveal_figure(score_round(store, lm, code)).data[0].y
+    assert labels[0].startswith("&lt;img src=x onerror=") and "<img" not in "".join(labels)
+    assert escape("<b>Mallory</b>") == "&lt;b&gt;Mallory&lt;/b&gt;"
+
+
 def _a_guess_is_a_student() -> None:
     assert not is_teacher("the-right-on") and not is_teacher("") and is_teacher("the-right-one")
 
@@ -448,8 +530,8 @@ def _doc_ids() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def cases(lm, strict_server, bad_models):  # noqa: F811 (the imported fixture)
-    return catalogue(lm, strict_server, bad_models)
+def cases(lm, strict_server, bad_models, rooms):  # noqa: F811 (the imported fixture)
+    return catalogue(lm, strict_server, bad_models, rooms)
 
 
 def _all_ids() -> list[str]:

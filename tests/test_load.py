@@ -9,6 +9,7 @@ import pytest
 from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.Element_pb2 import Element
 
+from bench.class_scenario import ANSWERS, round_shown
 from bench.load_test import check_distribution, check_generation
 from bench.streamlit_session import RunResult, note_element
 from ui.render import path_html
@@ -83,3 +84,38 @@ def test_make_run_starts_the_app_with_sleeping_openmp_threads():
     dry_run = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     [command] = [line for line in dry_run.splitlines() if "streamlit run" in line]
     assert command.startswith("OMP_WAIT_POLICY=PASSIVE ")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_class_of_three_plays_rounds_and_every_guess_is_stored():
+    command = [sys.executable, "bench/load_test.py", "--class-room", "--users", "3", "--duration", "6"]
+    command += ["--think", "0.5", "--round-time", "8", "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["scenarios"] == [] and report["settings"]["class_room"]
+    [room] = report["class_rooms"]
+    assert room["errors"] == 0, room["error_samples"]
+    assert room["rounds_revealed"] >= 1 and room["guesses_confirmed"] >= 3
+    assert room["guesses_lost"] == 0
+    kinds = room["by_kind"]
+    assert kinds["join"]["count"] == 3 and kinds["result"]["count"] >= 3, "every phone got its result"
+    assert kinds["reveal"]["count"] == room["rounds_revealed"]
+    assert room["requests"] == sum(k["count"] for k in kinds.values())
+    for latency in (kinds["guess"], kinds["poll"], kinds["reveal"]):
+        assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["max_s"] < 600
+
+
+def test_a_phone_reads_the_words_and_the_polling_the_page_sent():
+    page = RunResult(0.1)
+    for kind, fill in (
+        ("markdown", lambda e: setattr(e.markdown, "body", "### 🙋 Round 2: what comes next?")),
+        ("metric", lambda e: (setattr(e.metric, "label", "Answers to round 2"), setattr(e.metric, "body", "7"))),
+    ):
+        element = Element()
+        fill(element)
+        assert note_element(element, page) is None, kind
+    assert page.texts == ["### 🙋 Round 2: what comes next?", "Answers to round 2: 7"]
+    assert round_shown(page) == 2
+    assert ANSWERS.search(page.texts[1]).groups() == ("2", "7")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from core.errors import InvalidInput
-from core.rooms import game
+from core.rooms import game, links
 from core.rooms.codes import CODE_ALPHABET, CODE_LENGTH, new_code, normalise_code
 from core.rooms.guesses import (
     ANONYMOUS,
@@ -32,6 +32,7 @@ from core.rooms.guesses import (
     model_surface,
     typed_form,
 )
+from core.rooms.links import JoinLink, join_link
 from core.rooms.store import (
     CLOSED_ROOM,
     MAX_ROUNDS,
@@ -42,6 +43,7 @@ from core.rooms.store import (
     Continuation,
     RoomStore,
 )
+from core.tokens import encode_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The capital of France is"
@@ -618,3 +620,47 @@ def test_cli_says_what_is_wrong_in_one_sentence(tmp_path):
     out = run_cli(data, "guess", "nope", "--student", "Ann", "--token", "cold")
     assert out.returncode == 2 and "A room code is 8 letters and digits" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- opening from the explorer, and the join link ---------------------------------------------
+
+
+def test_a_room_opens_after_the_tokens_the_teacher_steered(store, lm):
+    prompt_ids = encode_prompt(lm, PROMPT).ids
+    paris = lm.tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    opened = game.open_room(store, lm, PROMPT, steered=paris)
+    record = store.round(opened.room.code)
+    assert record.prompt_ids == (*prompt_ids, *paris) and record.prompt_text == PROMPT + " Paris"
+    assert opened.room.prompt == PROMPT, "the room remembers the prompt as typed"
+    with pytest.raises(InvalidInput, match="include the id 99999999, which is not a token of"):
+        game.open_room(store, lm, PROMPT, steered=[99999999])
+
+
+def test_the_join_link_is_an_address_the_phones_can_reach(monkeypatch):
+    code = "K7QXM3PA"
+    monkeypatch.setattr(links, "network_address", lambda: "10.0.0.7")
+    # the teacher's own address is a network one: the phones use it too
+    assert join_link(code, "http://192.168.1.20:8501/room", "0.0.0.0", 8501) == JoinLink(
+        "http://192.168.1.20:8501/join?room=K7QXM3PA", True
+    )
+    # the teacher on localhost, the server on every address: this machine's network address
+    assert join_link("k7qx-m3pa", "http://localhost:8501/room", "0.0.0.0", 8501).url == (
+        "http://10.0.0.7:8501/join?room=K7QXM3PA"
+    )
+    # a server on one address: that address
+    assert join_link(code, "http://127.0.0.1:8501/room", "192.168.1.20", 9000).url.startswith(
+        "http://192.168.1.20:9000/"
+    )
+    # behind a proxy, with Streamlit's base path: the proxy's address
+    assert join_link(code, "https://lab.school.example/llm/room", "127.0.0.1", 8501, "/llm/").url == (
+        "https://lab.school.example/llm/join?room=K7QXM3PA"
+    )
+    # on loopback only (LLM Lab's default), or with no network: no phone can open it, and it says so
+    assert join_link(code, "http://localhost:8501/room", "127.0.0.1", 8501) == JoinLink(
+        "http://127.0.0.1:8501/join?room=K7QXM3PA", False
+    )
+    monkeypatch.setattr(links, "network_address", lambda: None)
+    assert not join_link(code, None, "0.0.0.0", 8501).reachable
+    assert join_link(code, None, "fd00::5", 8501).url == "http://[fd00::5]:8501/join?room=K7QXM3PA"
+    with pytest.raises(InvalidInput, match="A room code is 8 letters"):
+        join_link("nope", None, "0.0.0.0", 8501)

@@ -26,7 +26,7 @@ RANK_BUCKETS: tuple[tuple[int, str, str], ...] = (
 HIGH_CONTRAST_BUCKETS = ("#22c55e", "#facc15", "#ef4444", "#a855f7")
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     return html.escape(text).replace("$", "&#36;")
 
 
@@ -66,8 +66,8 @@ def _alternatives_title(alternatives: Sequence[TokenProb], chosen: TokenProb, li
 
 def _span(text: str, colour: str, title: str, extra: str = "") -> str:
     return (
-        f'<span title="{_escape(title)}" style="background:{colour};border-radius:4px;padding:1px 2px;'
-        f'margin:0 1px;white-space:pre-wrap;{extra}">{_escape(text)}</span>'
+        f'<span title="{escape(title)}" style="background:{colour};border-radius:4px;padding:1px 2px;'
+        f'margin:0 1px;white-space:pre-wrap;{extra}">{escape(text)}</span>'
     )
 
 
@@ -79,7 +79,7 @@ def token_chips(tokens: Sequence[Token]) -> str:
         chips.append(
             f'<span title="id {t.id}{" (special)" if t.special else ""}" style="display:inline-block;'
             f"border:{border};border-radius:6px;padding:2px 6px;margin:2px;background:#f8fafc;"
-            f'font-family:monospace;text-align:center">{_escape(t.display)}'
+            f'font-family:monospace;text-align:center">{escape(t.display)}'
             f'<br><small style="color:#64748b">{t.id}</small></span>'
         )
     return f'<div class="lab-tokens" style="line-height:2.4rem">{"".join(chips)}</div>'
@@ -95,7 +95,7 @@ def probe_html(probe: TargetProbe) -> str:
     chips = [
         f'<span title="id {t.id}, rank {t.rank}" style="display:inline-block;border:1px solid #cbd5e1;'
         f"border-radius:6px;padding:2px 6px;margin:2px;background:{prob_colour(t.prob)};font-family:monospace;"
-        f'text-align:center">{_escape(t.display)}<br><small>{share(t.prob)} · rank {t.rank}</small></span>'
+        f'text-align:center">{escape(t.display)}<br><small>{share(t.prob)} · rank {t.rank}</small></span>'
         for t in probe.tokens
     ]
     return f'<div class="lab-tokens" style="line-height:2.4rem">{" × ".join(chips)}</div>'
@@ -103,7 +103,7 @@ def probe_html(probe: TargetProbe) -> str:
 
 def path_html(prompt_text: str, steps: Sequence[GenerationStep | BackendStep]) -> str:
     """The prompt in grey, then each chosen token coloured by the model's probability for it."""
-    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{_escape(prompt_text)}</span>']
+    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{escape(prompt_text)}</span>']
     for s in steps:
         rank = f"rank {s.rank}" if s.rank is not None else "not among the listed alternatives"
         title = f"{s.display}: {s.chosen.prob:.2%} ({rank})\nalternatives:\n" + _alternatives_title(
@@ -144,7 +144,7 @@ def legend_html(high_contrast: bool = False) -> str:
 
 def continuation_html(prompt_text: str, tokens: Sequence[tuple[str, float]]) -> str:
     """The prompt in grey, then each (token, probability) of a continuation coloured by that probability."""
-    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{_escape(prompt_text)}</span>']
+    parts = [f'<span style="color:#64748b;white-space:pre-wrap">{escape(prompt_text)}</span>']
     for token, prob in tokens:
         parts.append(_span(token, prob_colour(prob), f"{display_token(token)}: {prob:.2%}", "font-weight:600;"))
     return f'<div class="lab-tokens" style="font-size:1.15rem;line-height:2rem">{"".join(parts)}</div>'

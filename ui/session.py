@@ -62,6 +62,9 @@ API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
 )
 ADAPTER, NO_ADAPTER = "adapter", ""  # not None: a selectbox shows None as "no choice made"
 LOCAL, OPENAI = "local", "openai"
+# The sidebar's choices outlive a page that does not draw the sidebar (the join page) and st.switch_page
+# (the explorer's 🙋 Ask the class), which would otherwise reset them: the teacher would become a student.
+KEPT = "session"
 
 
 def _init() -> None:
@@ -178,7 +181,9 @@ def _key_caption() -> str | None:
 
 
 def _api_settings() -> None:
-    st.text_input("Base URL", key=API_BASE_URL, help="The API root, e.g. http://127.0.0.1:8000/v1 for vLLM.")
+    st.text_input(
+        "Base URL", key=API_BASE_URL, persist_state=KEPT, help="The API root, e.g. http://127.0.0.1:8000/v1 for vLLM."
+    )
     try:
         allowed = allowed_base_urls()
     except LabError as exc:
@@ -189,6 +194,7 @@ def _api_settings() -> None:
     st.text_input(
         "API key",
         key=API_KEY,
+        persist_state=KEPT,
         type="password",
         help="Kept in this browser session only: never saved, logged or put in the URL. "
         "Leave empty for servers that need no key, or, for the teacher, to use the server's OPENAI_API_KEY "
@@ -203,7 +209,7 @@ def _api_settings() -> None:
         st.error(listed, icon="🔌")
     elif listed:
         st.selectbox("Models on the server", listed, index=None, key=API_PICK, on_change=_pick_api_model)
-    st.text_input("Model", key=API_MODEL, help="The name the server knows the model by.")
+    st.text_input("Model", key=API_MODEL, persist_state=KEPT, help="The name the server knows the model by.")
 
 
 def _load_base() -> LoadedModel:
@@ -265,7 +271,14 @@ def adapter_choice(label: str, key: str, none_label: str, help_text: str) -> Non
     if chosen not in (NO_ADAPTER, *adapters):  # deleted or renamed on the fine-tune page, maybe in another tab
         st.warning(f"The adapter {chosen!r} is gone (renamed or deleted): back to the base model.")
         st.session_state[key] = NO_ADAPTER
-    st.selectbox(label, [NO_ADAPTER, *adapters], key=key, format_func=lambda a: a or none_label, help=help_text)
+    st.selectbox(
+        label,
+        [NO_ADAPTER, *adapters],
+        key=key,
+        format_func=lambda a: a or none_label,
+        help=help_text,
+        persist_state=KEPT,
+    )
 
 
 def _pick_loaded() -> None:
@@ -294,6 +307,7 @@ def _local_settings() -> None:
     st.text_input(
         "Model",
         key=MODEL_NAME,
+        persist_state=KEPT,
         help="'embedded' is SmolLM2-135M-Instruct, shipped with LLM Lab. Any Hugging Face id or local "
         "folder works too (downloads need internet).",
     )
@@ -304,6 +318,7 @@ def _local_settings() -> None:
         "Precision",
         list(DTYPES),
         key=MODEL_DTYPE,
+        persist_state=KEPT,
         help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
     )
     adapter_choice("LoRA adapter", ADAPTER, "none: the base model", "Trained on the Fine-tune page, over the model.")
@@ -325,6 +340,7 @@ def _teacher_box() -> None:
     st.text_input(
         "🔑 Teacher",
         key=TEACHER_SECRET,
+        persist_state=KEPT,
         type="password",
         help="The teacher secret printed when the server started (LLM_LAB_TEACHER_SECRET). "
         "Kept in this browser session only: never saved or put in the URL.",
@@ -350,6 +366,7 @@ def sidebar(pages: list[Any]) -> None:
             "Where the model runs",
             {LOCAL: "Here", OPENAI: "OpenAI-compatible API"},
             BACKEND,
+            persist_state=KEPT,
             help="Here: transformers in this process. API: OpenAI, or any server speaking its API "
             "(vLLM, llama.cpp, Ollama, LM Studio).",
         )
@@ -358,7 +375,12 @@ def sidebar(pages: list[Any]) -> None:
         else:
             _local_settings()
         st.divider()
-        st.toggle("Presentation mode", key=PRESENTATION, help="Large type and fewer controls, for a projector.")
+        st.toggle(
+            "Presentation mode",
+            key=PRESENTATION,
+            persist_state=KEPT,
+            help="Large type and fewer controls, for a projector.",
+        )
 
 
 def presentation_css() -> None:

@@ -44,6 +44,12 @@ def normalise_code(code: object) -> str:
     return text
 
 
+def readable_code(code: str) -> str:
+    """A code as the board shows it, in two groups of four (``K7QX M3PA``): easier to read aloud and to copy."""
+    half = len(code) // 2
+    return f"{code[:half]} {code[half:]}"
+
+
 def new_teacher_token() -> str:
     """A random secret the teacher's session keeps; it is needed to reveal, advance and close."""
     return secrets.token_urlsafe(TOKEN_BYTES)

@@ -22,6 +22,7 @@ command line) and must not be shown to students before the reveal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from core.models import LoadedModel
 from core.rooms.guesses import clean_guess, model_surface
 from core.rooms.scoring import Reveal, guess_ids, score_guesses
 from core.rooms.store import Continuation, OpenedRoom, Room, RoomStore, RoundRecord
-from core.tokens import encode_prompt
+from core.tokens import check_token_ids, encode_prompt
 
 TOKENS_KEPT_FREE = 256  # a room's text must leave this many tokens of context for guesses (60 chars ≤ 240 bytes)
 CHOICES = ("class", "model", "text")
@@ -144,13 +145,23 @@ def _check_model(lm: LoadedModel, room: Room) -> None:
         raise InvalidInput(f"This room is played with the model {room.model!r}; load that model to run it.")
 
 
-def open_room(store: RoomStore, lm: LoadedModel, prompt: str, chat: bool = False) -> OpenedRoom:
-    """Open a room on ``prompt`` (chat: as the user's message in the model's template); round 1 starts on it."""
+def open_room(
+    store: RoomStore, lm: LoadedModel, prompt: str, chat: bool = False, steered: Sequence[int] = ()
+) -> OpenedRoom:
+    """Open a room on ``prompt`` (chat: as the user's message in the model's template); round 1 starts on it.
+
+    ``steered``: tokens the teacher already appended in the explorer; round 1
+    starts after them, so the class guesses what the teacher's screen shows.
+    """
     if lm.adapter is not None:
         raise InvalidInput("A class room is played with a base model: switch the adapter off.")
     tokens = encode_prompt(lm, prompt, chat)
-    _check_room_left(lm, len(tokens.ids))
-    return store.create_room(prompt, chat, lm.key.name, tokens.text, tokens.ids)
+    steered = list(steered)
+    check_token_ids(lm, steered)
+    ids = tokens.ids + steered
+    _check_room_left(lm, len(ids))
+    text = tokens.text + (lm.tokenizer.decode(steered) if steered else "")
+    return store.create_room(prompt, chat, lm.key.name, text, ids)
 
 
 def round_state(store: RoomStore, code: str, student_id: str | None = None) -> RoundState:
