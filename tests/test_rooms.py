@@ -472,7 +472,8 @@ def test_the_reveal_sets_the_class_beside_the_model(store, lm, clock):
     with pytest.raises(InvalidInput, match="The teacher has not revealed round 1 yet"):
         game.revealed_round(store, lm, code)
     reveal = game.reveal_round(store, lm, code, opened.teacher_token)
-    assert game.revealed_round(store, lm, code).to_json() == reveal.to_json()
+    # Scored again (the prefix cache may now skip the prompt): the same numbers, to float32's rounding.
+    assert_same_numbers(game.revealed_round(store, lm, code).to_json(), reveal.to_json())
     assert reveal.answers == 6 and sum(b.count for b in reveal.buckets) == 6
     assert math.isclose(sum(b.share for b in reveal.buckets), 1.0)
     assert [b.key for b in reveal.buckets] == ["paris", "lyon", "london"], "most guessed first"
@@ -664,3 +665,19 @@ def test_the_join_link_is_an_address_the_phones_can_reach(monkeypatch):
     assert join_link(code, None, "fd00::5", 8501).url == "http://[fd00::5]:8501/join?room=K7QXM3PA"
     with pytest.raises(InvalidInput, match="A room code is 8 letters"):
         join_link("nope", None, "0.0.0.0", 8501)
+
+
+def assert_same_numbers(got: object, expected: object, path: str = "") -> None:
+    """Equal structures; floats equal within 1e-5 relative (a cached prefix and a full pass round differently)."""
+    if isinstance(expected, float):
+        assert math.isclose(got, expected, rel_tol=1e-5, abs_tol=1e-9), (path, got, expected)
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), path
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), path
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert_same_numbers(g, e, f"{path}[{i}]")
+    else:
+        assert got == expected, (path, got, expected)
