@@ -52,11 +52,16 @@ class PrefixCache:
             while self._bytes > self.budget_bytes and len(self._items) > 1:
                 self._release(self._items.popitem(last=False)[1])
 
-    def longest(self, model_key: Hashable, ids: Sequence[int]) -> tuple[KVHandle | None, int]:
-        """The kept cache for the longest proper prefix of ``ids`` (at most ``LOOKBACK`` shorter), and its length."""
+    def longest(self, model_key: Hashable, ids: Sequence[int], proper: bool = True) -> tuple[KVHandle | None, int]:
+        """The kept cache for the longest prefix of ``ids`` (at most ``LOOKBACK`` shorter), and its length.
+
+        ``proper``: shorter than ``ids`` (a pass needs at least one new token, whose logits it gives);
+        else ``ids`` itself counts too (a caller that will only read further tokens after it).
+        """
         ids = tuple(ids)
+        longest_cut = len(ids) - 1 if proper else len(ids)
         with self._lock:
-            for cut in range(len(ids) - 1, max(0, len(ids) - 1 - LOOKBACK), -1):
+            for cut in range(longest_cut, max(0, longest_cut - LOOKBACK), -1):
                 handle = self._items.get((model_key, ids[:cut]))
                 if handle is not None:
                     self._items.move_to_end((model_key, ids[:cut]))

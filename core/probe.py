@@ -79,11 +79,7 @@ def probe_target(lm: LoadedModel, prompt_ids: Sequence[int], target: str) -> Tar
     first = next_token_distribution(lm, list(prompt_ids))
     rows = [first.logprobs]
     if len(ids) > 1:
-        past, start = PREFIX_CACHE.longest(lm.key, [*prompt_ids, ids[0]])
-        if start < len(prompt_ids):  # the prompt's cache was not kept (or was evicted): read the prompt again
-            _, past = lm.forward(list(prompt_ids[start:]), past, last_only=True)
-            PREFIX_CACHE.put(lm.key, prompt_ids, past)
-        logits, _ = lm.forward(ids[:-1], past)  # row i predicts the target's token i + 1
+        logits, _ = lm.forward(ids[:-1], _prompt_past(lm, prompt_ids))  # row i predicts the target's token i + 1
         rows += list(torch.log_softmax(logits.double(), dim=-1))
     tokens = []
     for token_id, row in zip(ids, rows, strict=True):
@@ -91,3 +87,39 @@ def probe_target(lm: LoadedModel, prompt_ids: Sequence[int], target: str) -> Tar
         rank = int((row > row[token_id]).sum()) + 1
         tokens.append(ProbedToken(token_id, token_text(lm.tokenizer, token_id), math.exp(logprob), logprob, rank))
     return TargetProbe(target, tuple(tokens))
+
+
+def continuation_logprobs(
+    lm: LoadedModel, prompt_ids: Sequence[int], continuations: Sequence[Sequence[int]]
+) -> list[float]:
+    """The log-probability of each continuation (token ids) coming next after ``prompt_ids``, read together.
+
+    Many strings after one prompt (a class's guesses, say): each one's first
+    token from the prompt's distribution, the rest in one batch of passes
+    that all continue the prompt's kept cache. An empty continuation is
+    certain (log-probability 0).
+    """
+    check_fits(lm, len(prompt_ids) + max((len(c) for c in continuations), default=0))
+    first = next_token_distribution(lm, list(prompt_ids))
+    longer = [list(c) for c in continuations if len(c) > 1]
+    rest: list[torch.Tensor] = []
+    if longer:
+        past = _prompt_past(lm, prompt_ids)
+        rest = [logits for logits, _ in lm.forward_many([(c[:-1], past, False) for c in longer])]
+    logprobs, read = [], iter(rest)
+    for c in continuations:
+        total = [first.token_prob(c[0]).logprob] if c else []
+        if len(c) > 1:
+            rows = torch.log_softmax(next(read).double(), dim=-1)  # row i predicts token i + 1
+            total += [float(rows[i, token]) for i, token in enumerate(c[1:])]
+        logprobs.append(math.fsum(total))
+    return logprobs
+
+
+def _prompt_past(lm: LoadedModel, prompt_ids: Sequence[int]) -> object:
+    """The keys and values of the whole prompt, from the prefix cache, reading only what it does not hold."""
+    past, start = PREFIX_CACHE.longest(lm.key, list(prompt_ids), proper=False)
+    if start < len(prompt_ids):  # the prompt's cache was not kept (or was evicted): read the rest of it
+        _, past = lm.forward(list(prompt_ids[start:]), past, last_only=True)
+        PREFIX_CACHE.put(lm.key, prompt_ids, past)
+    return past

@@ -7,7 +7,8 @@ import torch
 
 from core.distributions import next_token_distribution
 from core.errors import InvalidInput
-from core.probe import probe_target
+from core.probe import continuation_logprobs, probe_target
+from core.tokens import encode_prompt
 from tests.test_app import button, open_page
 from ui.render import share
 
@@ -72,3 +73,14 @@ def test_the_explorer_probes_a_word(lm):
     assert after != metric.value
     at.text_input(key="ex_probe").set_value("").run()
     assert not any(m.label.startswith("P(") for m in at.metric)
+
+
+def test_continuations_read_together_equal_each_probed_alone(lm):
+    """The batched reading (a class's guesses) gives each string the probability probing it alone gives."""
+    prompt = encode_prompt(lm, "The capital of France is").ids
+    targets = [" Paris", " the city of Paris", " Lyon, a city", " a beautiful place"]
+    ids = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
+    together = continuation_logprobs(lm, prompt, [*ids, []])
+    alone = [probe_target(lm, prompt, t).logprob for t in targets]
+    assert together[:-1] == pytest.approx(alone, abs=1e-5) and together[-1] == 0.0
+    assert sum(len(i) > 1 for i in ids) == 3 and len(set(together)) == 5

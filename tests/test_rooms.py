@@ -420,7 +420,8 @@ def test_a_multi_token_guess_lists_its_tokens_and_gets_the_product_of_their_prob
     city = reveal.bucket_for("A beautiful  city")
     assert city is not None and city.reading.tokens == (" a", " beautiful", " city") and city.reading.multi_token
     expected = forward_logprob(lm, prompt_ids, list(city.reading.token_ids))
-    assert math.isclose(city.model_prob, math.exp(expected), rel_tol=1e-9)
+    # Read in a batch continuing the prompt's cache: the plain full pass's number, to float32's rounding.
+    assert math.isclose(city.model_prob, math.exp(expected), rel_tol=1e-5)
     assert 0 < city.model_prob < next_token_distribution_prob(lm, prompt_ids, city.reading.token_ids[0])
     special = reveal.bucket_for("<|im_end|>")
     assert special is not None and len(special.reading.token_ids) > 1, "typed markers are text, not a control token"

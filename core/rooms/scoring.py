@@ -13,9 +13,10 @@ How a guess is scored
     that of the model producing exactly those tokens next: the product of
     the token probabilities. A one-token guess is read straight off the
     next-token distribution (the number the explorer shows, from the same
-    memoised pass); a guess of several tokens costs one forward pass over
-    prompt + guess (``core.generation.replay``, memoised), whose rows give
-    the log-probability of each of its tokens in turn. The tokens are listed
+    memoised pass); the guesses of several tokens are read together, one
+    batch of passes continuing the prompt's kept cache
+    (``core.probe.continuation_logprobs``), whose rows give the
+    log-probability of each of their tokens in turn. The tokens are listed
     so a page can show that "ice cream" is " ice" + " cream".
 
 Casing
@@ -41,12 +42,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.distributions import next_token_distribution
-from core.generation import replay
 from core.models import LoadedModel
+from core.probe import continuation_logprobs
 from core.rooms.guesses import bucket_key, model_surface, typed_form
 from core.rooms.store import GuessRecord, RoundRecord
 from core.tokens import token_text
@@ -196,16 +198,17 @@ def guess_ids(lm: LoadedModel, surface: str) -> list[int]:
     return list(lm.tokenizer(surface, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
-def read_guess(lm: LoadedModel, prompt_ids: tuple[int, ...], prompt_text: str, typed: str) -> GuessReading:
-    """The model's reading of ``typed`` (a typed form) as the continuation of the prompt, and its probability."""
-    surface = model_surface(prompt_text, typed)
-    ids = guess_ids(lm, surface)
-    if len(ids) == 1:
-        logprob = next_token_distribution(lm, list(prompt_ids)).token_prob(ids[0]).logprob
-    else:
-        steps = replay(lm, list(prompt_ids), ids, alternatives=1)
-        logprob = math.fsum(step.chosen.logprob for step in steps)
-    return GuessReading(typed, surface, tuple(ids), tuple(token_text(lm.tokenizer, i) for i in ids), logprob)
+def read_guesses(
+    lm: LoadedModel, prompt_ids: tuple[int, ...], prompt_text: str, typed: Sequence[str]
+) -> dict[str, GuessReading]:
+    """The model's reading of each typed form as the continuation of the prompt, all read in one batch."""
+    surfaces = {form: model_surface(prompt_text, form) for form in typed}
+    ids = {form: guess_ids(lm, surface) for form, surface in surfaces.items()}
+    logprobs = continuation_logprobs(lm, prompt_ids, list(ids.values()))
+    return {
+        form: GuessReading(form, surfaces[form], tuple(i), tuple(token_text(lm.tokenizer, t) for t in i), logprob)
+        for (form, i), logprob in zip(ids.items(), logprobs, strict=True)
+    }
 
 
 def _spellings(typed: list[str]) -> list[str]:
@@ -232,12 +235,9 @@ def score_guesses(lm: LoadedModel, record: RoundRecord, guesses: list[GuessRecor
         typed_by_key.setdefault(key, Counter())[form] += 1
         first_seen.setdefault(key, guess.created_at)
 
-    readings: dict[str, GuessReading] = {}
-
-    def reading(form: str) -> GuessReading:
-        if form not in readings:
-            readings[form] = read_guess(lm, record.prompt_ids, record.prompt_text, form)
-        return readings[form]
+    every_form = [spelling for forms in typed_by_key.values() for spelling in _spellings(list(forms))]
+    readings = read_guesses(lm, record.prompt_ids, record.prompt_text, list(dict.fromkeys(every_form)))
+    reading = readings.__getitem__
 
     answers = len(guesses)
     buckets = []
