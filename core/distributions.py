@@ -23,7 +23,7 @@ from core.errors import InvalidInput
 from core.models import LoadedModel
 from core.prefix_cache import PrefixCache
 from core.result_cache import ResultCache
-from core.tokens import check_fits, display_token, token_text, validate_prompt
+from core.tokens import ShownToken, check_fits, token_text, validate_prompt
 
 DISTRIBUTION_CACHE: ResultCache[NextTokenDistribution] = ResultCache(capacity=256)
 SCORE_CACHE: ResultCache[TextScore] = ResultCache(capacity=64)
@@ -32,17 +32,13 @@ MAX_TEMPERATURE = 100.0
 
 
 @dataclass(frozen=True)
-class TokenProb:
+class TokenProb(ShownToken):
     """A candidate token with its probability. ``id`` is None where a backend gives only text."""
 
     id: int | None
     token: str
     prob: float
     logprob: float
-
-    @property
-    def display(self) -> str:
-        return display_token(self.token)
 
 
 def _entropy(logits: torch.Tensor) -> float:
@@ -167,7 +163,7 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
-class ShapedToken:
+class ShapedToken(ShownToken):
     """A token's probability before and after reshaping, and whether it survived."""
 
     id: int
@@ -175,10 +171,6 @@ class ShapedToken:
     original_prob: float
     prob: float
     kept: bool
-
-    @property
-    def display(self) -> str:
-        return display_token(self.token)
 
 
 @dataclass(eq=False)
@@ -280,7 +272,7 @@ def clear_memos() -> None:
 
 
 @dataclass(frozen=True)
-class TokenScore:
+class TokenScore(ShownToken):
     """How expected one token of a text was, given everything before it.
 
     The first token has no prefix to be predicted from, so its ``prob``,
@@ -293,10 +285,6 @@ class TokenScore:
     logprob: float | None
     rank: int | None
     alternatives: tuple[TokenProb, ...] = ()
-
-    @property
-    def display(self) -> str:
-        return display_token(self.token)
 
 
 @dataclass(frozen=True)

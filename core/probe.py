@@ -24,13 +24,13 @@ import torch
 from core.distributions import PREFIX_CACHE, next_token_distribution
 from core.errors import InvalidInput
 from core.models import LoadedModel
-from core.tokens import check_fits, display_token, token_text
+from core.tokens import ShownToken, check_fits, token_text
 
 MAX_TARGET_TOKENS = 64
 
 
 @dataclass(frozen=True)
-class ProbedToken:
+class ProbedToken(ShownToken):
     """One token of the target: its probability given everything before it, and its rank (1: the top guess)."""
 
     id: int
@@ -38,10 +38,6 @@ class ProbedToken:
     prob: float
     logprob: float
     rank: int
-
-    @property
-    def display(self) -> str:
-        return display_token(self.token)
 
 
 @dataclass(frozen=True)

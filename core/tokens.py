@@ -18,6 +18,16 @@ from core.prompts import Example, has_chat_template, prompt_text
 MAX_PROMPT_CHARS = 200_000
 
 
+class ShownToken:
+    """What a token's text looks like on a page (``display_token``): mixed into every result that holds one."""
+
+    token: str
+
+    @property
+    def display(self) -> str:
+        return display_token(self.token)
+
+
 @dataclass(frozen=True)
 class Token:
     """One token: its id, its text as the tokenizer decodes it alone, and whether it is special."""

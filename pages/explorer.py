@@ -34,6 +34,7 @@ from ui.charts import PLOTLY_CONFIG, distribution_figure
 from ui.render import path_html, plural, probe_html, share, token_chips
 from ui.rooms import ask_the_class
 from ui.session import current_backend, presenting, show_error
+from ui.widgets import examples_box
 
 PROMPT, CHAT, PATH = "ex_prompt", "ex_chat", "ex_path"
 TEMPERATURE, TOP_K, TOP_P, MIN_P, SHOWN, SEED, N_TOKENS = (
@@ -156,14 +157,7 @@ st.caption(
 )
 
 if not presenting():
-    st.selectbox(
-        "Examples that each teach something",
-        list(EXAMPLES),
-        index=None,
-        key=EXAMPLE,
-        placeholder="Choose an example…",
-        on_change=_load_example,
-    )
+    examples_box("Examples that each teach something", EXAMPLES, EXAMPLE, _load_example)
 left, right = st.columns([4, 1])
 left.text_area("Prompt", key=PROMPT, height=90, on_change=_reset_path)
 right.toggle(

@@ -20,7 +20,7 @@ from core.exports import safe_csv
 from ui.charts import PLOTLY_CONFIG
 from ui.render import RANK_BUCKETS, legend_html, rank_bucket, score_html
 from ui.session import current_backend, presenting, show_error
-from ui.widgets import choice
+from ui.widgets import choice, examples_box
 
 TEXT, MODE, SAMPLE = "sc_text", "sc_mode", "sc_sample"
 SAMPLES = {
@@ -60,14 +60,7 @@ def _load_sample() -> None:
 
 
 if not presenting():
-    st.selectbox(
-        "Sample texts",
-        list(SAMPLES),
-        index=None,
-        key=SAMPLE,
-        on_change=_load_sample,
-        placeholder="Choose a sample text…",
-    )
+    examples_box("Sample texts", SAMPLES, SAMPLE, _load_sample, noun="a sample text")
 st.text_area("Text", key=TEXT, height=120)
 choice("Colour by", {"rank": "rank of the real token (top-1 / 10 / 100 / beyond)", "probability": "probability"}, MODE)
 

@@ -39,7 +39,7 @@ from ui.tree_view import (
     parse_node,
     to_query,
 )
-from ui.widgets import choice
+from ui.widgets import choice, examples_box
 
 KEY = {name: f"tr_{name}" for name in SETTING_NAMES}
 EXAMPLE, PICK, LINK_WARNINGS = "tr_example", "tr_pick", "tr_link_warnings"
@@ -338,14 +338,7 @@ if using_api():
     st.stop()
 
 if not presenting():
-    st.selectbox(
-        "Examples",
-        list(EXAMPLES),
-        index=None,
-        key=EXAMPLE,
-        placeholder="Choose an example…",
-        on_change=_load_example,
-    )
+    examples_box("Examples", EXAMPLES, EXAMPLE, _load_example)
 prompt_col, chat_col = st.columns([4, 1])
 prompt_col.text_area("Prompt", key=KEY["prompt"], height=80, on_change=_close)
 chat_col.toggle("Chat message", key=KEY["chat"], on_change=_close, help="Wrap the prompt in the chat template.")
