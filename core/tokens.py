@@ -29,7 +29,7 @@ class ShownToken:
 
 
 @dataclass(frozen=True)
-class Token:
+class Token(ShownToken):
     """One token: its id, its text as the tokenizer decodes it alone, and whether it is special."""
 
     id: int
@@ -37,8 +37,8 @@ class Token:
     special: bool = False
 
     @property
-    def display(self) -> str:
-        return display_token(self.text)
+    def token(self) -> str:  # type: ignore[override]  # ShownToken's text, under this class's older name
+        return self.text
 
 
 @dataclass(frozen=True)
