@@ -176,9 +176,14 @@ def register(add: Adder) -> None:
     p = add("room", _no_verb, "Class mode: the class guesses the next token, then sees itself beside the model.")
     verbs = p.add_subparsers(dest="room_command", required=True, metavar="VERB")
 
-    def verb(name: str, handler: Any, printer: Any, help_text: str) -> argparse.ArgumentParser:
+    def verb(name: str, handler: Any, printer: Any, help_text: str, teacher: bool = False) -> argparse.ArgumentParser:
+        """A verb; every verb but ``new`` names a room, and the teacher's verbs need the room's teacher token."""
         q = verbs.add_parser(name, help=help_text, description=help_text)
         q.set_defaults(handler=handler, printer=printer)
+        if name != "new":
+            q.add_argument("code")
+        if teacher:
+            q.add_argument("--teacher-token", required=True)
         return q
 
     q = verb("new", cmd_new, print_new, "Open a room on a prompt; prints its code and the teacher token.")
@@ -187,34 +192,24 @@ def register(add: Adder) -> None:
     _options(q, model=True)
 
     q = verb("guess", cmd_guess, print_guess, "Guess the next word as a student (a second guess replaces the first).")
-    q.add_argument("code")
     q.add_argument("--student", required=True, help="the student's name (the same name replaces its own guess)")
     q.add_argument("--token", required=True, help="the guess: a word, or a few")
     _options(q, runs_model=False)
 
-    q = verb("show", cmd_show, print_round, "The current round's guesses with the model's probabilities.")
-    q.add_argument("code")
-    _options(q)
+    _options(verb("show", cmd_show, print_round, "The current round's guesses with the model's probabilities."))
+    _options(verb("reveal", cmd_reveal, print_round, "Reveal the current round (teacher): class beside model.", True))
 
-    q = verb("reveal", cmd_reveal, print_round, "Reveal the current round (teacher): class beside model.")
-    q.add_argument("code")
-    q.add_argument("--teacher-token", required=True)
-    _options(q)
-
-    q = verb("next", cmd_next, print_next, "Append a continuation to the revealed round and start the next one.")
-    q.add_argument("code")
-    q.add_argument("--teacher-token", required=True)
+    q = verb("next", cmd_next, print_next, "Append a continuation to the revealed round and start the next one.", True)
     q.add_argument(
         "--choose", default="class", help="'class' (the class's favourite, default), 'model' (its top token) or a text"
     )
     q.add_argument("--text", default=None, help="append this text, even if it is the word 'class' or 'model'")
     _options(q)
 
-    q = verb("summary", cmd_summary, print_summary, "Every revealed round: the class's favourite against the model.")
-    q.add_argument("code")
-    _options(q)
-
-    q = verb("close", cmd_close, print_close, "End the game (teacher): no more guesses or rounds.")
-    q.add_argument("code")
-    q.add_argument("--teacher-token", required=True)
-    _options(q, runs_model=False)
+    _options(
+        verb("summary", cmd_summary, print_summary, "Every revealed round: the class's favourite against the model.")
+    )
+    _options(
+        verb("close", cmd_close, print_close, "End the game (teacher): no more guesses or rounds.", True),
+        runs_model=False,
+    )
