@@ -319,3 +319,46 @@ def test_nothing_listening_gives_the_not_running_message(unused_port, everything
     message = _fails(backend, ServerUnreachable)
     assert message.startswith(f"No server is running at 127.0.0.1:{unused_port} ")
     assert SECRET not in everything_logged.text and SECRET not in "".join(capsys.readouterr())
+
+
+class LlamaServerShape(BaseHTTPRequestHandler):
+    """Answers /v1/completions the way llama.cpp's own llama-server does: logprobs in the chat shape."""
+
+    def do_POST(self) -> None:
+        asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        entry = {
+            "id": 7042,
+            "token": " Paris",
+            "logprob": -0.25,
+            "top_logprobs": [
+                {"id": 7042, "token": " Paris", "logprob": -0.25},
+                {"id": 260, "token": " the", "logprob": -2.5},
+            ],
+        }
+        choice = {"text": " Paris", "index": 0, "logprobs": {"content": [entry]}, "finish_reason": "length"}
+        body = {"id": "c", "object": "text_completion", "created": 0, "model": asked["model"], "choices": [choice]}
+        if asked.get("stream"):
+            data = f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+        else:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_completion_in_llama_server_s_chat_shaped_logprobs_is_read_too():
+    """llama-server sends /v1/completions logprobs as a ``content`` list, not OpenAI's legacy parallel lists."""
+    with http_server(LlamaServerShape) as root:
+        backend = OpenAIBackend("smollm2", base_url=f"{root}/v1", max_retries=0)
+        dist = backend.next_token("The capital of France is", top_k=2)
+        assert [t.token for t in dist.tokens] == [" Paris", " the"]
+        assert [t.prob for t in dist.tokens] == pytest.approx([math.exp(-0.25), math.exp(-2.5)])
+        [step] = list(backend.generate_steps("The capital of France is", max_new_tokens=1, alternatives=2))
+        assert (step.chosen.token, step.rank, len(step.alternatives)) == (" Paris", 1, 2)

@@ -364,6 +364,36 @@ def list_models(
     return _Connection(base_url, api_key, timeout, max_retries, server_key).list_models()
 
 
+def _completion_entries(logprobs: Any) -> list[tuple[str, float, list[tuple[str, float]]]]:
+    """A completion's tokens as (token, logprob, alternatives), in either shape a server sends.
+
+    OpenAI's legacy completions (and vLLM, llama-cpp-python) send parallel
+    lists ``tokens`` / ``token_logprobs`` / ``top_logprobs`` (a dict per
+    token); llama.cpp's own server sends the chat shape, a ``content`` list
+    of ``{token, logprob, top_logprobs: [{token, logprob}]}``, which the SDK
+    keeps as plain dicts.
+    """
+    if logprobs is None:
+        return []
+    if getattr(logprobs, "tokens", None):
+        return [
+            (token, logprob, list((top or {}).items()))
+            for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True)
+        ]
+    return [
+        (
+            _field(t, "token"),
+            _field(t, "logprob"),
+            [(_field(a, "token"), _field(a, "logprob")) for a in _field(t, "top_logprobs") or []],
+        )
+        for t in getattr(logprobs, "content", None) or []
+    ]
+
+
+def _field(entry: Any, name: str) -> Any:
+    return entry[name] if isinstance(entry, dict) else getattr(entry, name)
+
+
 def _token_prob(token: Any, logprob: Any) -> TokenProb:
     """One alternative; OpenAI uses -9999 for "too unlikely to say", which becomes probability 0."""
     if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
@@ -487,8 +517,8 @@ class OpenAIBackend(Backend):
                 content = choice.logprobs.content if choice.logprobs else None
                 top = [(t.token, t.logprob) for t in content[0].top_logprobs] if content else []
             else:
-                table = choice.logprobs.top_logprobs if choice.logprobs else None
-                top = list(table[0].items()) if table else []
+                entries = _completion_entries(choice.logprobs)
+                top = entries[0][2] if entries else []
             tokens = _ranked((_token_prob(tok, lp) for tok, lp in top), top_k)
             text = choice.message.content if chat else choice.text
             ended_at_once = choice.finish_reason == "stop" and not text
@@ -597,15 +627,7 @@ class OpenAIBackend(Backend):
                 entries = [(t.token, t.logprob, [(a.token, a.logprob) for a in t.top_logprobs]) for t in content or []]
             else:
                 text = choice.text or ""
-                lp = choice.logprobs
-                entries = (
-                    [
-                        (tok, tok_lp, list((top or {}).items()))
-                        for tok, tok_lp, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True)
-                    ]
-                    if lp and lp.tokens
-                    else []
-                )
+                entries = _completion_entries(choice.logprobs)
             if not entries:
                 yield None, None, [], text, reason
             for token, logprob, top in entries:
