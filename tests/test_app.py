@@ -15,6 +15,7 @@ PAGES = [
     "pages/score.py",
     "pages/finetune.py",
     "pages/build.py",
+    "pages/ladder.py",
     "pages/compare.py",
     "pages/inside.py",
 ]

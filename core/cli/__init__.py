@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.cli import bench, compare, explore, room, train, tree
+from core.cli import bench, compare, explore, ladder, room, train, tree
 from core.cli.common import Handler, add_model_options, fail, print_table
 from core.errors import LabError
 
-COMMAND_MODULES = (explore, compare, train, bench, tree, room)
+COMMAND_MODULES = (explore, compare, train, ladder, bench, tree, room)
 
 
 def _quiet_transformers() -> None:
