@@ -134,7 +134,7 @@ def plan_table(config: LadderConfig, corpus: Corpus) -> None:
             "width": r.size.d_model,
             "heads": r.size.heads,
             "parameters": short_count(r.parameters),
-            "learning rate": f"{r.shape.learning_rate:g}",
+            "learning rate": f"{r.learning_rate:g}",
             "tokens it reads": f"{tokens:,}",
             "compute (6·N·D)": f"{scientific(6 * r.parameters * tokens, 1)} FLOPs",
         }

@@ -12,7 +12,7 @@ imported by the job process and by the CLI's foreground run)::
     score_across_sizes(models, dataset, n_items)              # one task on every size
 """
 
-from core.ladder.config import MAX_RUNGS, MIN_RUNGS, RUNG_TABLE, LadderConfig, RungPlan
+from core.ladder.config import MAX_RUNGS, MIN_RUNGS, LadderConfig, RungPlan
 from core.ladder.fit import PowerLawFit, bits_per_char, fit_power_law
 from core.ladder.jobs import check_ladder, start_ladder_job
 from core.ladder.library import (
@@ -33,7 +33,6 @@ __all__ = [
     "LADDER",
     "MAX_RUNGS",
     "MIN_RUNGS",
-    "RUNG_TABLE",
     "Ladder",
     "LadderConfig",
     "LadderResult",

@@ -2,12 +2,12 @@
 
 A ladder trains 3 to 5 tiny Llamas of growing size on the same text, each
 for the same number of tokens, so that the only thing that differs between
-them is the number of parameters. The rungs come from one fixed table of
-five shapes, about 3.3 times bigger at every step, from about 17,000 to
-about 1.8 million parameters (with the ~100 characters of an English text as
-the vocabulary); a ladder of N rungs takes N of them spread evenly over the
-table, so every ladder spans the same two decades of size and more rungs
-only fill in between.
+them is the number of parameters. Every ladder spans the same two decades,
+from about 17,000 to about 1.8 million parameters (for the ~100 characters
+of an English text as the vocabulary): its rungs are the shapes nearest, on
+a log scale, to sizes spread evenly between the two, so more rungs only fill
+in between. Shapes keep between 16 and 64 of width per layer, and heads 16
+wide (32 from a width of 128).
 
 The defaults are sized for a 2-core laptop: one core trains (the app keeps
 the other), 600 steps of 4 windows of 256 characters (614,400 tokens per
@@ -19,6 +19,7 @@ characters lets every rung read a whole item of the built-in tasks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,40 +33,41 @@ from core.pretrain.tokenizer import CHAR
 MIN_RUNGS, MAX_RUNGS = 3, 5
 MAX_STEPS_PER_RUNG = 100_000
 EVAL_FRACTION = 0.1  # the end of the corpus, held out: every rung and SmolLM2 are measured on it
+SMALLEST, LARGEST = 17_000, 1_800_000  # parameters of the first and last rung (for ~100 characters)
+SHAPE_VOCAB = 100  # the vocabulary shapes are chosen for, so every corpus gets the same shapes
+WIDTHS = range(32, 257, 16)
+MAX_LAYERS = 8
+ASPECT = (16, 64)  # width per layer: neither a deep thin stack nor one wide layer
+# Peak learning rate: small models need (and tolerate) larger ones. Fitted to a sweep of each rung over
+# 0.5x, 1x and 2x this rate on Python's documentation at the default budget (README, "Scaling ladder").
+LR_SMALLEST, LR_EXPONENT = 1e-2, 0.35
 
 
-@dataclass(frozen=True)
-class RungShape:
-    """One rung of the table: a tiny Llama's shape and the peak learning rate it trains at.
-
-    Smaller models tolerate (and need, to learn in few steps) larger learning
-    rates; each rate here was the best of 1e-3 … 2e-2 for its shape on
-    Python's documentation at the default budget.
-    """
-
-    layers: int
-    d_model: int
-    heads: int
-    learning_rate: float
-
-    def size(self, context: int) -> TinyModelSize:
-        return TinyModelSize(self.layers, self.d_model, self.heads, context)
+def _head_width(d_model: int) -> int:
+    return 32 if d_model >= 128 and d_model % 32 == 0 else 16
 
 
-# About 3.3x more parameters per step; head widths of 16 to 32, as in small published models.
-RUNG_TABLE: tuple[RungShape, ...] = (
-    RungShape(1, 32, 2, 1e-2),  # ~17K parameters
-    RungShape(2, 48, 2, 8e-3),  # ~61K
-    RungShape(4, 64, 4, 6e-3),  # ~0.21M
-    RungShape(3, 128, 4, 4e-3),  # ~0.62M
-    RungShape(4, 192, 6, 3e-3),  # ~1.8M
-)
+def candidate_sizes(context: int) -> list[tuple[int, TinyModelSize]]:
+    """Every shape a rung may have, with its parameter count for ``SHAPE_VOCAB`` characters, smallest first."""
+    sizes = [
+        TinyModelSize(layers, d, d // _head_width(d), context)
+        for d in WIDTHS
+        for layers in range(1, MAX_LAYERS + 1)
+        if ASPECT[0] <= d / layers <= ASPECT[1]
+    ]
+    return sorted(((parameter_count(size, SHAPE_VOCAB).total, size) for size in sizes), key=lambda c: c[0])
 
 
-def table_indices(rungs: int) -> list[int]:
-    """Which rows of ``RUNG_TABLE`` a ladder of ``rungs`` climbs: spread evenly, always the first and the last."""
-    last = len(RUNG_TABLE) - 1
-    return [round(i * last / (rungs - 1)) for i in range(rungs)]
+def rung_learning_rate(parameters: int) -> float:
+    """The peak learning rate for a rung of ``parameters``, three significant digits."""
+    return float(f"{LR_SMALLEST * (parameters / SMALLEST) ** -LR_EXPONENT:.3g}")
+
+
+def rung_sizes(rungs: int, context: int) -> list[TinyModelSize]:
+    """The shapes of a ladder of ``rungs``: nearest (on a log scale) to sizes spread evenly from SMALLEST to LARGEST."""
+    candidates = candidate_sizes(context)
+    targets = [SMALLEST * (LARGEST / SMALLEST) ** (i / (rungs - 1)) for i in range(rungs)]
+    return [min(candidates, key=lambda c, t=t: abs(math.log(c[0] / t)))[1] for t in targets]
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,9 @@ class RungPlan:
     """One rung as planned: its number on this ladder (1 = smallest), its shape and its parameter count."""
 
     number: int
-    shape: RungShape
     size: TinyModelSize
     parameters: int
+    learning_rate: float
 
 
 @dataclass
@@ -126,12 +128,10 @@ class LadderConfig:
     def plan(self, vocab_size: int) -> list[RungPlan]:
         """The rungs, smallest first, with their parameter counts for a vocabulary of ``vocab_size``."""
         self.validate()
-        plans = []
-        for number, index in enumerate(table_indices(self.rungs), start=1):
-            shape = RUNG_TABLE[index]
-            size = shape.size(self.context).validate()
-            plans.append(RungPlan(number, shape, size, parameter_count(size, vocab_size).total))
-        return plans
+        return [
+            RungPlan(number, size, n := parameter_count(size, vocab_size).total, rung_learning_rate(n))
+            for number, size in enumerate(rung_sizes(self.rungs, self.context), start=1)
+        ]
 
     def rung_config(self, rung: RungPlan, sample_prompt: str) -> PretrainConfig:
         """The pretraining config one rung trains with: the ladder's data and budget, the rung's shape and rate."""
@@ -144,7 +144,7 @@ class LadderConfig:
             context=self.context,
             max_steps=self.steps,
             batch_size=self.batch_size,
-            learning_rate=rung.shape.learning_rate,
+            learning_rate=rung.learning_rate,
             sample_every=self.eval_every,
             sample_prompt=sample_prompt,
             sample_chars=self.sample_chars,

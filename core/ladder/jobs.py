@@ -56,7 +56,7 @@ def plan_rows(plan: list[RungPlan]) -> list[dict[str, object]]:
             "layers": r.size.layers,
             "d_model": r.size.d_model,
             "heads": r.size.heads,
-            "learning_rate": r.shape.learning_rate,
+            "learning_rate": r.learning_rate,
             "parameters": r.parameters,
         }
         for r in plan

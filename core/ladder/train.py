@@ -213,7 +213,7 @@ def _rung_result(
         layers=rung.size.layers,
         d_model=rung.size.d_model,
         heads=rung.size.heads,
-        learning_rate=rung.shape.learning_rate,
+        learning_rate=rung.learning_rate,
         parameters=parameters,
         steps=trained.steps,
         max_steps=trained.max_steps,
