@@ -74,8 +74,8 @@ def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
         raise InvalidInput(
             f"The largest rung ({short_count(largest.parameters)} parameters) would need about "
             f"{gigabytes(memory.total_bytes)} of memory to train, but only {gigabytes(memory.available_bytes)} is "
-            "free. Every ladder climbs to the same largest rung: close other programs (or wait for another job) "
-            "and start it again."
+            "free. Fewer rungs would not help (every ladder climbs to the same largest rung): close other programs, "
+            "or wait for another job to end, and start it again."
         )
     prompt = config.sample_prompt or first_word(text, then_space=True)
     prepared = prepare_corpus(config.rung_config(largest, prompt), text)
