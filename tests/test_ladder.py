@@ -121,7 +121,7 @@ def test_a_saved_ladder_reopens_from_its_files_without_retraining(cli_ladder):
     ladder = read_ladder(folder)
     assert [r.summary() for r in ladder.result.rungs] == result["rungs"]
     assert all(len(r.curve) >= STEPS and r.sample for r in ladder.result.rungs), "curves and samples are kept"
-    weights = folder / "rung-3" / "model" / "model.safetensors"
+    weights = folder / "rung-3" / "ladder-rung-3" / "model.safetensors"
     before = weights.stat().st_mtime_ns
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -8,8 +8,8 @@ a ladder that was cancelled or killed keeps the rungs it finished::
     <ladder>/status.json        kind "ladder", status, phase, step (all rungs' steps), "plan", "rung", result
     <ladder>/corpus.txt         the text every rung reads
     <ladder>/reference.json     SmolLM2-135M's bits per character on the held-out text (when scored)
-    <ladder>/rung-<n>/          a pretraining folder: config.json, status.json, metrics.jsonl,
-                                model/ (a plain transformers folder) and, once the rung ended, result.json
+    <ladder>/rung-<n>/          a pretraining folder: config.json, status.json, metrics.jsonl, the model
+                                (<ladder>-rung-<n>/, a plain transformers folder) and, once ended, result.json
 
 ``read_ladder`` builds everything a page or the CLI shows from those files
 alone (no retraining, no model loaded), whatever state the job is in.

@@ -186,7 +186,8 @@ def _train_rung(
 
         def save(result: TrainingResult) -> Path:
             info = model_info(rung_config, *corpus, prepared.corpus, setup, result, [sample])
-            return save_tiny_model(setup.model, setup.tokenizer, path / "model", info)
+            # named after the ladder and the rung: the name the explorer and the task show for it
+            return save_tiny_model(setup.model, setup.tokenizer, path / f"{ladder.name}-rung-{rung.number}", info)
 
         run = TrainingRun(setup.trainer, config.steps, save, setup.parameters, after_train=write_sample)
         trained = run_training(folder, run, progress, stop, started)
