@@ -10,19 +10,33 @@ import io
 import itertools
 import json
 import math
+import time
 
+import psutil
 import pytest
 
 from core.cli import main
 from core.datasets import load_dataset
 from core.errors import InvalidInput
-from core.ladder import LadderConfig, bits_per_char, check_ladder, fit_power_law, read_ladder
+from core.jobs.folder import JobFolder, read_job
+from core.jobs.lock import running_job
+from core.ladder import (
+    LADDER,
+    LadderConfig,
+    bits_per_char,
+    check_ladder,
+    fit_power_law,
+    ladders_root,
+    list_ladders,
+    read_ladder,
+    start_ladder_job,
+)
 from core.ladder.config import rung_learning_rate
 from core.ladder.reference import reference_score
 from core.ladder.task import SizedModel, score_across_sizes
 from core.models import load_model, load_unshared
-from core.pretrain.corpus import python_docs_text
-from tests.ladders import cancelled_after_first_rung
+from core.pretrain.corpus import Corpus, python_docs_text
+from tests.ladders import TINY, cancelled_after_first_rung, tiny_text
 
 VOCAB = 107  # Python's documentation, as characters, with the special tokens
 STEPS = 4
@@ -165,3 +179,25 @@ def test_cancel_keeps_the_finished_rungs_and_leaves_the_stopped_one_out_of_the_f
     again = read_ladder(tmp_path / "ladder")
     assert again.state.status == "cancelled" and again.result.rungs == result.rungs, "kept on disk, read back"
     assert result.output_dir == str(tmp_path / "ladder")
+
+
+@pytest.mark.slow
+def test_a_page_started_ladder_runs_as_its_own_process_at_low_priority(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path / "data"))
+    corpus = Corpus("notes.txt", tiny_text())
+    job = start_ladder_job(LadderConfig(corpus=corpus.name, **{**TINY, "steps": 5}), corpus, name="background")
+    assert running_job(LADDER) == job.resolve() and job.parent == ladders_root()
+    deadline = time.monotonic() + 600
+    seen_nice = None
+    while read_job(job).active and time.monotonic() < deadline:
+        process = JobFolder(job).process()
+        with contextlib.suppress(psutil.Error, AttributeError):
+            seen_nice = psutil.Process(process.pid).nice()
+        time.sleep(0.2)
+    ladder = read_ladder(job)
+    assert ladder.state.status == "done", ladder.state.error
+    assert [r.number for r in ladder.result.rungs] == [1, 2, 3] and ladder.result.fit is not None
+    assert ladder.state.step == ladder.state.max_steps == 15, "the ladder's step counts every rung's steps"
+    assert seen_nice is not None and seen_nice >= 10, "the job yields to the app"
+    assert running_job(None) is None, "the lock is released when the ladder ends"
+    assert [j.name for j in list_ladders()] == ["background"]
