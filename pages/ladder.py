@@ -64,6 +64,7 @@ ERROR, SAVED, RUN, OPEN = "ld_error", "ld_saved", "run", "ladder"
 TASK_DATASET, TASK_ITEMS, TASK_EMBEDDED, TASK_ADDED = "ld_task_dataset", "ld_task_items", "ld_task_embedded", "ld_added"
 TASK_METRIC, TASK_RESULT, TASK_ERROR, TASK_GO = "ld_task_metric", "ld_task_result", "ld_task_error", "ld_task_go"
 UPLOADED = "upload"
+BLANK = "(blank: only spaces or newlines)"  # what a greedy rung often writes after a question
 TRAIN, DELETE, LOAD = "start a training job", "delete a ladder", "load a model that is not loaded yet"
 DEFAULTS = LadderConfig()
 
@@ -144,7 +145,7 @@ def plan_table(config: LadderConfig, corpus: Corpus) -> None:
     st.caption(
         f"Every rung reads the same {tokens:,} characters of the text, in the same order (seed {config.seed}), "
         "so size is the only difference. The largest rung takes most of the time: a ladder of 3 takes about "
-        "4 minutes on a 2-core laptop, 5 rungs about 5."
+        "5 minutes on a 2-core laptop, and 5 rungs about 2 minutes more."
     )
 
 
@@ -157,7 +158,9 @@ def _start(corpus: Corpus) -> None:
 
 
 def _live(job: JobState) -> None:
-    """While the ladder climbs: each rung's state, and the curves so far against compute."""
+    """While the ladder climbs: each rung's state, and the curves so far against compute (then ``_finished``)."""
+    if not job.active:
+        return
     ladder = read_ladder(job.path)
     done = {r.number: r for r in ladder.result.rungs}
     rows = [
@@ -165,7 +168,7 @@ def _live(job: JobState) -> None:
             "rung": p["number"],
             "parameters": short_count(p["parameters"]),
             "state": "done" if p["number"] in done else "training" if p["number"] == ladder.running_rung else "waiting",
-            "bits per character": done[p["number"]].bits_per_char if p["number"] in done else None,
+            "bits per character": f"{done[p['number']].bits_per_char:.3f}" if p["number"] in done else "—",
         }
         for p in ladder.plan
     ]
@@ -262,9 +265,12 @@ def ladder_view(ladder: Ladder, place: str) -> None:
         cols[0].metric("Exponent b", f"{fit.b:.3f}", help="Loss falls as N^−b: doubling N divides it by 2^b.")
         cols[1].metric("r² (log-log)", f"{fit.r2:.3f}", help="1: the points lie exactly on a straight line.")
     largest = result.rungs[-1]
-    cols[2].metric(f"Rung {largest.number}", f"{largest.bits_per_char:.3f} bits/char")
+    cols[2].metric(f"Rung {largest.number}: bits/char", f"{largest.bits_per_char:.3f}", help="Held-out loss.")
     if result.reference is not None:
-        cols[3].metric(result.reference.model, f"{result.reference.bits_per_char:.3f} bits/char")
+        reference = result.reference
+        cols[3].metric(
+            "Reference: bits/char", f"{reference.bits_per_char:.3f}", help=f"{reference.model} on the same text."
+        )
     st.plotly_chart(
         scaling_figure(result.rungs, fit, result.reference, presenting()),
         config=PLOTLY_CONFIG,
@@ -424,7 +430,7 @@ def task_results(result: TaskAcrossSizes) -> None:
             "parameters": s.parameters,
             "accuracy": s.accuracy,
             "P(expected), mean": None if s.p_expected is None else f"{s.p_expected:.3g}",
-            "first answer": s.answers[0].text if s.answers else s.error,
+            "first answer": (s.answers[0].text or BLANK) if s.answers else s.error,
         }
         for s in result.scores
     ]
@@ -432,7 +438,7 @@ def task_results(result: TaskAcrossSizes) -> None:
     with st.expander(f"The {len(result.prompts)} items and every answer"):
         for i, (prompt, expected) in enumerate(zip(result.prompts, result.expected, strict=True)):
             st.markdown(f"**{i + 1}.** {prompt!r} → expected {expected!r}")
-            answers = {s.title: (s.answers[i].text if len(s.answers) > i else "—") for s in result.scores}
+            answers = {s.title: (s.answers[i].text or BLANK) if len(s.answers) > i else "—" for s in result.scores}
             st.dataframe(pd.DataFrame([answers]), hide_index=True, width="stretch")
 
 

@@ -143,7 +143,7 @@ def compute_figure(curves: Sequence[tuple[int, int, Sequence[CurvePoint]]], pres
             )
     fig.update_layout(
         **_layout(presentation),
-        xaxis={"type": "log", "title": "training compute so far (6·N·D FLOPs, log scale)", "exponentformat": "e"},
+        xaxis={"type": "log", "title": "training compute so far (6·N·D FLOPs, log scale)", "exponentformat": "power"},
         yaxis={"type": "log", "title": "loss (bits per character, log scale)"},
     )
     return fig
@@ -189,7 +189,12 @@ def task_figure(scores: Sequence[SizeScore], metric: str, presentation: bool = F
     if metric == P_EXPECTED:
         values = [s.p_expected for s in shown if s.p_expected] or [1e-3]
         low = math.floor(math.log10(max(min(values), 1e-300)))
-        yaxis = {"type": "log", "title": "P(expected answer), mean over items (log scale)", "range": [low - 0.5, 0.1]}
+        yaxis = {
+            "type": "log",
+            "title": "P(expected answer), mean over items (log scale)",
+            "range": [low - 0.5, 0.1],
+            "exponentformat": "power",  # 10⁻¹², not plotly's SI "1p"
+        }
     else:
         yaxis = {"title": "accuracy (share of items exactly right)", "range": [-0.05, 1.1], "tickformat": ".0%"}
     fig.update_layout(

@@ -59,10 +59,6 @@ class PowerLawFit:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PowerLawFit:
-        return cls(**data)
-
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """Least-squares ``y = intercept + slope * x`` and its r²."""

@@ -158,22 +158,7 @@ class LadderResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "fit": None if self.fit is None else self.fit.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LadderResult:
-        return cls(
-            status=data["status"],
-            corpus=data["corpus"],
-            rungs_planned=data["rungs_planned"],
-            rungs=tuple(RungResult.from_dict(r) for r in data["rungs"]),
-            stopped=RungResult.from_dict(data["stopped"]) if data.get("stopped") else None,
-            fit=PowerLawFit.from_dict(data["fit"]) if data.get("fit") else None,
-            reference=ReferenceScore(**data["reference"]) if data.get("reference") else None,
-            job_dir=data["job_dir"],
-            output_dir=data.get("output_dir"),
-            seconds=data.get("seconds"),
-        )
+        return asdict(self)
 
 
 def fit_rungs(rungs: tuple[RungResult, ...] | list[RungResult], offset: bool = False) -> PowerLawFit:
