@@ -18,6 +18,7 @@ from core.pretrain.corpus import Corpus
 from tests.ladders import cancelled_after_first_rung, tiny_ladder, tiny_text
 from tests.test_app import open_page
 
+pytestmark = pytest.mark.slow  # the module trains two tiny ladders first
 PAGE = "pages/ladder.py"
 
 

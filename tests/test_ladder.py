@@ -114,6 +114,7 @@ def cli_ladder(tmp_path_factory):
     return json.loads(lines[0]), root / "ladder", argv
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_documented_shape_with_consistent_numbers(cli_ladder):
     result, _, _ = cli_ladder
     assert result["status"] == "done" and len(result["rungs"]) == 3
@@ -130,6 +131,7 @@ def test_the_cli_prints_the_documented_shape_with_consistent_numbers(cli_ladder)
     assert fit["a"] * sizes[0] ** -fit["b"] == pytest.approx(bits[0], rel=0.2)
 
 
+@pytest.mark.slow
 def test_a_saved_ladder_reopens_from_its_files_without_retraining(cli_ladder):
     result, folder, argv = cli_ladder
     ladder = read_ladder(folder)
@@ -143,6 +145,7 @@ def test_a_saved_ladder_reopens_from_its_files_without_retraining(cli_ladder):
     assert json.loads(out.getvalue())["rungs"] == result["rungs"] and weights.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_the_same_folder_with_other_settings_is_refused(cli_ladder, capsys):
     _, _, argv = cli_ladder
     other = [a if a != "1" else "2" for a in argv]  # --seed 2
@@ -150,6 +153,7 @@ def test_the_same_folder_with_other_settings_is_refused(cli_ladder, capsys):
     assert "holds a ladder trained with other settings (seed 1 there, 2 asked)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_each_rung_is_a_plain_model_that_takes_the_task_and_fails_it_honestly(cli_ladder):
     _, folder, _ = cli_ladder
     ladder = read_ladder(folder)
@@ -170,6 +174,7 @@ def test_a_corpus_too_small_for_the_largest_rung_is_refused_before_anything_is_w
         check_ladder(LadderConfig(), python_docs_text()[:20_000])
 
 
+@pytest.mark.slow
 def test_cancel_keeps_the_finished_rungs_and_leaves_the_stopped_one_out_of_the_fit(tmp_path):
     result = cancelled_after_first_rung(tmp_path / "ladder")
     assert result.status == "cancelled" and [r.number for r in result.rungs] == [1]

@@ -9,7 +9,7 @@ imported by the job process and by the CLI's foreground run)::
     read_ladder(job_dir)                                      # finished rungs, fit, reference, job state
     list_ladders(); delete_ladder(name); request_stop(job_dir)
     fit_power_law(parameters, losses, offset=False); bits_per_char(loss, tokens, characters)
-    score_across_sizes(models, dataset, n_items)              # one task on every size
+    core.ladder.task.score_across_sizes(models, dataset, n)   # one task on every size (built on core.compare)
 """
 
 from core.ladder.config import MAX_RUNGS, MIN_RUNGS, LadderConfig, RungPlan
