@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/score.py", title="Surprise: score a text", icon="🌡️", url_path="score"),
     st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️", url_path="finetune"),
     st.Page("pages/build.py", title="Build your own", icon="🧱", url_path="build"),
+    st.Page("pages/ladder.py", title="Scaling ladder", icon="📈", url_path="ladder"),
     st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
     st.Page("pages/prompt_lab.py", title="Prompt lab", icon="🧪", url_path="prompt_lab"),
     st.Page("pages/inside.py", title="Inside the model", icon="🔍", url_path="inside"),

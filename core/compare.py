@@ -48,7 +48,10 @@ class Answer:
 
     ``correct`` is None where the prompt has no expected answer;
     ``target_logprob`` (nats per token of the expected answer) is None there
-    and for an API, which does not score text it did not write.
+    and for an API, which does not score text it did not write;
+    ``target_tokens`` is how many tokens that mean is over, so
+    ``exp(target_logprob * target_tokens)`` is the probability of the whole
+    expected answer (comparable between models whose tokens differ).
     """
 
     column: str
@@ -57,6 +60,7 @@ class Answer:
     target_logprob: float | None
     tokens: int
     seconds: float
+    target_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,14 +153,15 @@ def answer(
     reply = backend.reply(asked, settings, seed, max_new_tokens)
     seconds = time.perf_counter() - began
     expected = example.completion or None
-    logprob, correct = None, None
+    logprob, correct, target_tokens = None, None, None
     if expected is not None:
         logprobs = backend.expected_logprobs(asked)
         logprob = sum(logprobs) / len(logprobs) if logprobs else None
+        target_tokens = len(logprobs) if logprobs else None
         correct = (
             dataset.judge(example, reply.text, normalised) if dataset else normalise(reply.text) == normalise(expected)
         )
-    return Answer(contender.name, reply.text, correct, logprob, reply.tokens, seconds)
+    return Answer(contender.name, reply.text, correct, logprob, reply.tokens, seconds, target_tokens)
 
 
 def contenders(

@@ -547,3 +547,14 @@ def load_model(
     whole class shares, so it is the teacher's to do.
     """
     return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new))
+
+
+def load_unshared(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto", restricted: bool = False) -> LoadedModel:
+    """A model loaded for its caller alone, outside the shared cache, with the same checks as ``load_model``.
+
+    For tiny models a page puts to work for a moment (a scaling ladder's
+    rungs, a few MB each): through the shared cache, which holds
+    ``LLM_LAB_MAX_MODELS`` models, five rungs would push the class's model
+    out of memory and every student would wait for it to load again.
+    """
+    return _load_uncached(model_key(name, dtype, device, restricted))

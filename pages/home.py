@@ -49,6 +49,15 @@ CARDS = [
         "Build a tiny model",
     ),
     (
+        "pages/ladder.py",
+        "📈",
+        "Scaling ladder",
+        "What does *large* buy? Train a **ladder of tiny models** of growing size on the same text and watch "
+        "their loss fall as a power law; then put one task to every size and see how an ability's *emergence* "
+        "depends on how it is scored.",
+        "Climb a ladder",
+    ),
+    (
         "pages/compare.py",
         "⚖️",
         "Compare",

@@ -16,6 +16,7 @@ PAGES = [
     "pages/score.py",
     "pages/finetune.py",
     "pages/build.py",
+    "pages/ladder.py",
     "pages/compare.py",
     "pages/prompt_lab.py",
     "pages/inside.py",

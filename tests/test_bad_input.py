@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,10 @@ from core.finetune.adapters import delete_adapter
 from core.finetune.jobs import check_inputs, create_job
 from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
+from core.ladder import LadderConfig, check_ladder, read_ladder
+from core.ladder.jobs import reopen_ladder
 from core.models import check_model_location, load_model
+from core.pretrain.corpus import python_docs_text
 from core.probe import probe_target
 from core.promptlab import PromptVariant, run_variants, shot_curve, starting_variants, task_from_dataset, typed_task
 from core.promptlab.links import variants_from_params
@@ -50,6 +54,7 @@ from core.rooms.store import CLOSED_ROOM, ROOM_LIFETIME_S, UNKNOWN_ROOM, WRONG_T
 from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from core.tree import beam_search
 from tests.adapters import saved_adapter_job
+from tests.ladders import cancelled_after_first_rung
 from tests.test_backends import SECRET, strict_server  # noqa: F401 (a fixture)
 from ui.render import escape
 from ui.room_charts import reveal_figure
@@ -363,6 +368,26 @@ def catalogue(
         "adapter-name-symbols": (lambda: check_name("my adapter!", "adapter name"), "may only use letters"),
         "adapter-rename-onto-existing": (lambda: rename_adapter(KEEP, KEEP), "already|same"),
         "adapter-delete-missing": (lambda: delete_adapter("never-trained"), "no adapter called"),
+        # scaling ladders
+        "ladder-rungs-out-of-range": (
+            lambda: _cli_handler(
+                ["ladder", "--corpus", "python-docs", "--rungs", "6", "--output", str(models / "new")]
+            ),
+            r"^A ladder has 3 to 5 rungs \(fewer draw no line, more do not fit a lesson\); got 6\.$",
+        ),
+        "ladder-corpus-too-small": (
+            lambda: check_ladder(LadderConfig(), python_docs_text()[:20_000]),
+            r"^The corpus is too small for the largest rung: it has 18,000 characters to train on.*Use a text of at "
+            r"least 170,667 characters, or fewer steps per rung\.$",
+        ),
+        "ladder-out-of-memory": (
+            lambda: _with_free_memory(100_000_000, check_ladder, LadderConfig(), python_docs_text()),
+            r"^The largest rung \(1\.79M parameters\) would need about .* but only 100 MB is free\. Fewer rungs",
+        ),
+        "ladder-output-not-a-ladder": (
+            lambda: reopen_ladder(models / "a-job", LadderConfig()),
+            r"a-job' already holds files and is not a ladder: give the ladder a new \(or empty\) folder",
+        ),
         # API settings
         "api-url-not-http": (lambda: OpenAIBackend("m", base_url="ftp://example.com/v1"), "http"),
         "api-url-garbage": (lambda: OpenAIBackend("m", base_url="not a url"), "http"),
@@ -427,6 +452,7 @@ def catalogue(
         "link-tree-bad-values": _tree_link_falls_back,
         "room-html-name-and-guess": lambda: _html_in_a_room_is_text(lm, rooms.store),
         "teacher-secret-wrong": lambda: _with_env({TEACHER_SECRET_ENV: "the-right-one"}, _a_guess_is_a_student),
+        "ladder-cancelled": _a_cancelled_ladder_keeps_and_shows_its_finished_rungs,
         "api-other-url-no-server-key": lambda: _with_env(
             {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": "https://api.openai.com/v1"}, _server_key_stays_home
         ),
@@ -455,6 +481,23 @@ def _with_env(env: dict[str, str], call: Callable, *args: object, **kwargs: obje
         for name, value in env.items():
             mp.setenv(name, value)
         return call(*args, **kwargs)
+
+
+def _with_free_memory(free_bytes: int, call: Callable, *args: object) -> object:
+    """``call(*args)`` on a machine where only ``free_bytes`` of memory are free."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("core.pretrain.architecture._available_bytes", lambda device: free_bytes)
+        return call(*args)
+
+
+def _a_cancelled_ladder_keeps_and_shows_its_finished_rungs() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = cancelled_after_first_rung(Path(tmp) / "ladder")
+        shown = read_ladder(Path(tmp) / "ladder").result
+        assert shown.status == result.status == "cancelled"
+        assert [r.number for r in shown.rungs] == [r.number for r in result.rungs] == [1]
+        assert shown.stopped is not None and shown.stopped.number == 2 and shown.stopped.partial
+        assert not (Path(tmp) / "ladder" / "rung-3").exists()
 
 
 def _adapter_deleted_while_chosen(lm) -> None:

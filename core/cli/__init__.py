@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.cli import bench, compare, explore, promptlab, room, train, tree
+from core.cli import bench, compare, explore, ladder, promptlab, room, train, tree
 from core.cli.common import Handler, add_model_options, fail, print_table
 from core.errors import LabError
 
-COMMAND_MODULES = (explore, compare, promptlab, train, bench, tree, room)
+COMMAND_MODULES = (explore, compare, promptlab, train, ladder, bench, tree, room)
 
 
 def _quiet_transformers() -> None:

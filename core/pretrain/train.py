@@ -157,21 +157,8 @@ def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> T
         folder.update_status(vocabulary=len(setup.tokenizer))
 
         def save(result: TrainingResult) -> Path:
-            info = {
-                "corpus": corpus.get("name", config.corpus),
-                "corpus_characters": len(text),
-                "corpus_tokens": prepared.split.total,
-                "tokenizer": config.tokenizer,
-                "vocabulary": len(setup.tokenizer),
-                "size": config.size.to_dict(),
-                "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
-                **pretrain_summary(result),
-                "max_steps": result.max_steps,
-                "train_seconds": result.train_seconds,
-                "device": setup.device,
-                "samples": samples.rows,
-                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            }
+            name = corpus.get("name", config.corpus)
+            info = model_info(config, name, len(text), prepared, setup, result, samples.rows)
             return save_tiny_model(setup.model, setup.tokenizer, model_dir_of(folder), info)
 
         def last_sample(steps: int) -> None:
@@ -179,6 +166,33 @@ def _train(folder: JobFolder, stop: StopRequest, started: float, echo: Any) -> T
 
         run = TrainingRun(setup.trainer, config.max_steps, save, setup.parameters, after_train=last_sample)
         return run_training(folder, run, progress, stop, started)
+
+
+def model_info(
+    config: PretrainConfig,
+    corpus_name: str,
+    corpus_characters: int,
+    prepared: PreparedCorpus,
+    setup: PretrainSetup,
+    result: TrainingResult,
+    samples: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What a saved tiny model's ``training.json`` and model card say: its text, shape, training and samples."""
+    return {
+        "corpus": corpus_name,
+        "corpus_characters": corpus_characters,
+        "corpus_tokens": prepared.split.total,
+        "tokenizer": config.tokenizer,
+        "vocabulary": len(setup.tokenizer),
+        "size": config.size.to_dict(),
+        "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
+        **pretrain_summary(result),
+        "max_steps": result.max_steps,
+        "train_seconds": result.train_seconds,
+        "device": setup.device,
+        "samples": samples,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def pretrain_summary(result: TrainingResult) -> dict[str, Any]:
