@@ -103,7 +103,9 @@ def test_threads_asking_for_base_and_tuned_always_get_their_own(lm, adapters, id
     def ask(name, model):
         for _ in range(6):
             tokens = [s.chosen.id for s in generate(model, ids, 6, greedy)]
-            if tokens != expected[name][0] or not torch.equal(logits(model, ids), expected[name][1]):
+            # Rows of both threads may share one batch (peft's per-row adapters): the same numbers to float32's
+            # rounding, where the other adapter's would be off by whole units.
+            if tokens != expected[name][0] or not torch.allclose(logits(model, ids), expected[name][1], atol=1e-3):
                 wrong.append(name)
 
     threads = [threading.Thread(target=ask, args=item) for item in (("base", lm), ("tuned", tuned))]
