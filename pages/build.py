@@ -16,6 +16,7 @@ from ui.router import require_router
 
 require_router()
 
+import functools
 import math
 from pathlib import Path
 
@@ -24,7 +25,6 @@ import streamlit as st
 
 from core.errors import LabError
 from core.jobs.folder import JobState
-from core.jobs.lock import running_job
 from core.jobs.training import TrainingResult
 from core.models import is_loaded
 from core.pretrain import (
@@ -54,7 +54,16 @@ from core.pretrain.tokenizer import CHAR, MODEL, TOKENIZERS, make_tokenizer, voc
 from core.pretrain.windows import tokens_needed
 from ui.build_charts import breakdown_figure, samples_html, sizes_figure, window_figure
 from ui.charts import PLOTLY_CONFIG, loss_figure
-from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
+from ui.jobs import (
+    attached_job,
+    duration,
+    follow_job,
+    model_card,
+    report_later,
+    saved_list,
+    show_reported,
+    start_button,
+)
 from ui.session import (
     MODEL_DTYPE,
     choose_model,
@@ -389,19 +398,7 @@ def train_section() -> None:
         with st.expander(f"{corpus.characters:,} characters. Its beginning:"):
             st.text(corpus.text[:600])
         size_panel(corpus)
-        busy = running_job() is not None
-        locked = teacher_only(TRAIN)
-        st.button(
-            "▶ Train",
-            type="primary",
-            key="bd_train",
-            on_click=_start,
-            args=(corpus,),
-            disabled=busy or locked is not None,
-            help="One training job at a time on this machine." if busy else "Starts the job as its own process.",
-        )
-        if locked:
-            st.caption(locked)
+        start_button("▶ Train", "bd_train", functools.partial(_start, corpus), "the job", teacher_only(TRAIN))
     show_reported(ERROR)
     job = attached_job(RUN, find_pretrain_job, PRETRAIN)
     if job is not None:

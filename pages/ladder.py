@@ -18,6 +18,7 @@ from ui.router import require_router
 
 require_router()
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,6 @@ from core.datasets import BUILTIN_DATASETS, load_dataset
 from core.embedded import EMBEDDED_DISPLAY_NAME
 from core.errors import LabError
 from core.jobs.folder import JobState
-from core.jobs.lock import running_job
 from core.ladder import (
     LADDER,
     MAX_RUNGS,
@@ -47,7 +47,7 @@ from core.pretrain import BUILTIN_CORPORA, DEFAULT_CORPUS, Corpus, load_corpus, 
 from core.pretrain.sizes import scientific, short_count
 from core.pretrain.tokenizer import CHAR, vocabulary_size
 from ui.charts import PLOTLY_CONFIG
-from ui.jobs import attached_job, duration, follow_job, report_later, saved_list, show_reported
+from ui.jobs import attached_job, duration, follow_job, report_later, saved_list, show_reported, start_button
 from ui.ladder_charts import (
     METRIC_TITLES,
     P_EXPECTED,
@@ -206,19 +206,7 @@ def climb_section() -> None:
             plan_table(_config(corpus), corpus)
         except LabError as exc:
             st.error(str(exc), icon="⚠️")
-        busy = running_job() is not None
-        locked = teacher_only(TRAIN)
-        st.button(
-            "▶ Climb",
-            type="primary",
-            key="ld_train",
-            on_click=_start,
-            args=(corpus,),
-            disabled=busy or locked is not None,
-            help="One training job at a time on this machine." if busy else "Starts the ladder as its own process.",
-        )
-        if locked:
-            st.caption(locked)
+        start_button("▶ Climb", "ld_train", functools.partial(_start, corpus), "the ladder", teacher_only(TRAIN))
     show_reported(ERROR)
     job = attached_job(RUN, find_ladder_job, LADDER)
     if job is not None:

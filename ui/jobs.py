@@ -144,3 +144,18 @@ def report_later(key: str) -> Callable[[LabError], None]:
 def show_reported(key: str) -> None:
     if key in st.session_state:
         st.error(st.session_state.pop(key), icon="⚠️")
+
+
+def start_button(label: str, key: str, start: Callable[[], None], what: str, locked: str | None) -> None:
+    """The button that starts a training job: greyed while another job runs, or for a student (``locked`` says why)."""
+    busy = running_job() is not None
+    st.button(
+        label,
+        type="primary",
+        key=key,
+        on_click=start,
+        disabled=busy or locked is not None,
+        help="One training job at a time on this machine." if busy else f"Starts {what} as its own process.",
+    )
+    if locked:
+        st.caption(locked)
