@@ -235,34 +235,31 @@ def is_loaded(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> bo
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into a safetensors folder; return the folder.
 
-    ``save_pretrained`` refuses a GGUF-quantized model, so the model is rebuilt
-    from its config without the quantization config and given the dequantized
-    weights. The folder is written under a temporary name and renamed, so a
+    ``core.gguf`` reads the file in one pass (about a second for the embedded
+    model); a GGUF it does not cover goes through transformers' own loader
+    (``_read_gguf_with_transformers``), which gives the same folder more
+    slowly. The folder is written under a temporary name and renamed, so a
     crash mid-write never leaves a half-converted model behind.
     """
+    from core.gguf import ConvertedModel, NotReplayable, read_gguf
+
     target = _gguf_cache_folder(gguf)
     if (target / "config.json").is_file():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    converted: ConvertedModel | _GgufByTransformers
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except Exception as exc:  # transformers raises many types for a bad file
+        try:
+            converted = read_gguf(gguf)
+        except NotReplayable:
+            converted = _read_gguf_with_transformers(gguf)
+    except Exception as exc:  # the readers raise many types for a bad file
         # A fixed sentence: the reader's own message gives the file's size and layout away, to anyone who
         # can type a path into the shared app.
         raise ModelLoadError(f"Could not read the GGUF file {gguf.name}: it is damaged or not a GGUF file.") from exc
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict())
-    plain.generation_config = quantized.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
-        plain.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        converted.save(tmp)
         try:
             tmp.rename(target)
         except OSError:
@@ -271,6 +268,38 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@dataclass
+class _GgufByTransformers:
+    """A GGUF model as transformers' own loader reads it, ready to be saved as a plain float32 folder."""
+
+    model: Any
+    tokenizer: Any
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+
+def _read_gguf_with_transformers(gguf: Path) -> _GgufByTransformers:
+    """transformers' own GGUF loader, for what ``core.gguf`` does not cover (slow: 15-25 s for 135M parameters).
+
+    ``save_pretrained`` refuses a GGUF-quantized model, so the model is rebuilt
+    from its config without the quantization config and given the
+    dequantized weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    return _GgufByTransformers(plain, tokenizer)
 
 
 def allowed_model_roots() -> list[Path]:
