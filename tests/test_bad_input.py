@@ -38,7 +38,7 @@ from core.finetune.adapters import delete_adapter
 from core.finetune.jobs import check_inputs, create_job
 from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
-from core.models import check_model_location, load_model
+from core.models import check_model_location, default_engine, load_model
 from core.prompts import pick_shots
 from core.tokens import MAX_PROMPT_CHARS, check_token_ids, decode_bytes, encode_prompt
 from tests.adapters import saved_adapter_job
@@ -172,6 +172,14 @@ def catalogue(lm, api_url: str | None, models: Path) -> tuple[dict[str, tuple[Ca
         "model-config-not-json": (
             lambda: load_model(str(models / "bad-config")),
             r"its config\.json is not valid JSON\.$",
+        ),
+        "engine-unknown": (
+            lambda: load_model(engine="llama"),
+            r"^Unknown engine 'llama': choose one of torch, llamacpp\.$",
+        ),
+        "engine-env-unknown": (
+            lambda: _with_env({"LLM_LAB_ENGINE": "vllm"}, default_engine),
+            r"^LLM_LAB_ENGINE='vllm' is not an engine: use one of torch, llamacpp\.$",
         ),
         # fine-tuning uploads
         "upload-empty": (upload(b""), "empty"),
