@@ -80,8 +80,16 @@ def default_engine() -> str:
 
 
 def llamacpp_threads() -> int:
-    """Threads for llama.cpp's passes: ``LLM_LAB_LLAMACPP_THREADS``, else as many as torch uses."""
-    return int(os.environ.get("LLM_LAB_LLAMACPP_THREADS", "0")) or torch.get_num_threads()
+    """Threads for llama.cpp's passes: ``LLM_LAB_LLAMACPP_THREADS``, else every core but one.
+
+    llama.cpp's threads meet at a barrier after every operation (hundreds per
+    token). When the app's own threads (each session's script, the charts)
+    take a core, a thread waiting there sleeps until it gets one back:
+    measured on 2 cores, 30 streams made 45 tokens/s with 2 threads and 92
+    with 1, and a class of 30 waited 19 s for a 5-token Generate with 2. One
+    core is left to the app, as a training job leaves one.
+    """
+    return int(os.environ.get("LLM_LAB_LLAMACPP_THREADS", "0")) or max(1, (os.cpu_count() or 2) - 1)
 
 
 def cache_dir() -> Path:

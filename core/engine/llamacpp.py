@@ -48,6 +48,7 @@ BATCH = 256  # tokens per llama_decode; also bounds the logits buffer (256 x voc
 # sessions, shared its pass. Below 64 they are the same bits however a text is split or batched.
 UBATCH = 32
 IDLE_STOP_S = 30.0  # the worker thread stops after this long without requests
+WAVE_WAIT_S = 0.01  # how long a round waits for the rest of the last round's streams to come back
 
 
 def llamacpp_missing() -> str | None:
@@ -151,6 +152,7 @@ class LlamaCppEngine:
         self._cond = threading.Condition()  # guards the queue
         self._context_lock = threading.Lock()  # guards the context and the slots: one pass at a time
         self._worker: threading.Thread | None = None
+        self._last_round = 0  # requests in the last round: a decode wave's streams come back about that many
         self._clock = itertools.count()
 
     def __del__(self) -> None:
@@ -204,8 +206,10 @@ class LlamaCppEngine:
                     if not self._cond.wait(timeout=IDLE_STOP_S) and not self._pending:
                         self._worker = None
                         return
+                self._wait_for_wave()
                 batch = self._pending[: len(self.slots)]  # oldest first, one slot each
                 del self._pending[: len(batch)]
+                self._last_round = len(batch)
             live = [r for r in batch if r.future.set_running_or_notify_cancel()]
             if not live:
                 continue
@@ -219,6 +223,21 @@ class LlamaCppEngine:
                     continue
             for r, result in zip(live, results, strict=True):
                 r.future.set_result(result)
+
+    def _wait_for_wave(self) -> None:
+        """With the queue's lock held: wait a moment for as many requests as the last round had.
+
+        The streams of a class's Generate come back one by one as their results
+        are handed out; a round started on the first would leave the rest to
+        the next, and the streams settle into small rounds that leapfrog each
+        other. A lone stream (a last round of one) never waits.
+        """
+        deadline = time.perf_counter() + WAVE_WAIT_S
+        while self._last_round > 1 and len(self._pending) < self._last_round:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _round(self, batch: list[_Request]) -> list[tuple[torch.Tensor, LlamaHandle]]:
         """Every request of ``batch`` in as few ``llama_decode`` calls as fit (the context's lock held)."""
