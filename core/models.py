@@ -73,7 +73,7 @@ def default_engine() -> str:
     engine and, being llama.cpp, agrees with it exactly; torch everywhere else.
     ``load_model`` itself defaults to torch, the engine every model has.
     """
-    engine = os.environ.get("LLM_LAB_ENGINE", LLAMACPP).strip().lower()
+    engine = (os.environ.get("LLM_LAB_ENGINE") or LLAMACPP).strip().lower()
     if engine not in ENGINES:
         raise InvalidInput(f"LLM_LAB_ENGINE={engine!r} is not an engine: use one of {', '.join(ENGINES)}.")
     return engine
