@@ -174,7 +174,10 @@ class LoadedModel:
 
     def on_llamacpp(self, gguf: Path) -> LoadedModel:
         """A view of this model whose passes llama.cpp runs from ``gguf``, the file it was converted from."""
-        llama = LlamaCppEngine(gguf, threads=llamacpp_threads())
+        try:
+            llama = LlamaCppEngine(gguf, threads=llamacpp_threads())
+        except ValueError as exc:
+            raise ModelLoadError(f"{exc}: use the torch engine for it.") from exc
         if llama.n_vocab != self.vocab_size:
             raise ModelLoadError(
                 f"llama.cpp reads {llama.n_vocab:,} tokens from {gguf.name} but the model has {self.vocab_size:,}: "

@@ -19,9 +19,11 @@ re-reads from the start only if no slot has it any more. A slot's tokens
 that need logits (every position, for scoring) are always decoded again,
 since llama.cpp keeps no logits for a prefix.
 
-The context is made like ``llama_cpp.Llama(flash_attn=True)``'s (f16 keys and
-values), so its numbers are the library's own (``tests/test_llamacpp.py``),
-and the same whether a text is read in one pass or a token at a time.
+The context keeps llama.cpp's own defaults (flash attention on for a CPU,
+f16 keys and values) but computes at most ``UBATCH`` rows at a time, so its
+numbers are llama.cpp's (``llama_cpp.Llama(flash_attn=True, n_ubatch=32)``
+gives the same bits, ``tests/test_llamacpp.py``) and the same whether a text
+is read in one pass, a token at a time, or beside other sessions' texts.
 """
 
 from __future__ import annotations
@@ -69,13 +71,6 @@ class LlamaHandle:
 
     ids: tuple[int, ...]
 
-    @property
-    def length(self) -> int:
-        return len(self.ids)
-
-    def get_seq_length(self) -> int:  # the name transformers' caches use
-        return len(self.ids)
-
 
 @dataclass(eq=False)
 class _Slot:
@@ -111,8 +106,6 @@ class LlamaCppStats:
 class LlamaCppEngine:
     """One GGUF model and one llama.cpp context, shared by every session; passes batched by a worker thread."""
 
-    supported = True  # the interface of core.engine.worker.Engine
-
     def __init__(self, gguf: Path, threads: int, slots: int = SLOTS, context: int = CONTEXT) -> None:
         import llama_cpp
 
@@ -147,7 +140,6 @@ class LlamaCppEngine:
         self.quantization = _file_type(llama_cpp, int(llama_cpp.llama_model_ftype(self._model)))
         self.slots = [_Slot(seq) for seq in range(cp.n_seq_max)]
         self.stats = LlamaCppStats()
-        self.forward_calls = 0
         self._pending: list[_Request] = []
         self._cond = threading.Condition()  # guards the queue
         self._context_lock = threading.Lock()  # guards the context and the slots: one pass at a time
@@ -269,7 +261,6 @@ class LlamaCppEngine:
         self.stats.requests += len(batch)
         self.stats.decoded_tokens += len(rows)
         self.stats.seconds_decode += time.perf_counter() - started
-        self.forward_calls += len(batch)
         return [(out, LlamaHandle(tuple(r.ids))) for out, r in zip(outputs, batch, strict=True)]
 
     def _pick(self, free: list[_Slot], r: _Request) -> tuple[_Slot, int]:
