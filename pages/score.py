@@ -52,7 +52,7 @@ if not backend.can_score_prompt:
     )
     st.stop()
 lm = backend.lm
-st.caption(f"Model: **{lm.display_name}**")
+st.caption(f"Model: **{lm.display_name}** · runs on {lm.runs_on}")
 
 
 def _load_sample() -> None:

@@ -22,6 +22,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `make run` and `python
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# The app and the CLI start on llama.cpp where it can run; the suite compares pages and commands with the `lm`
+# fixture, the torch engine, so it starts them on torch. tests/test_llamacpp.py drives the llama.cpp engine.
+os.environ.setdefault("LLM_LAB_ENGINE", "torch")
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD_S = 600  # a job that has not got there by then is stuck, not slow

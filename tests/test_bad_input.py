@@ -43,7 +43,7 @@ from core.generation import generate, seeded_generator
 from core.jobs.paths import check_name
 from core.ladder import LadderConfig, check_ladder, read_ladder
 from core.ladder.jobs import reopen_ladder
-from core.models import check_model_location, load_model
+from core.models import check_model_location, default_engine, load_model
 from core.pretrain.corpus import python_docs_text
 from core.probe import probe_target
 from core.promptlab import PromptVariant, run_variants, shot_curve, starting_variants, task_from_dataset, typed_task
@@ -328,6 +328,14 @@ def catalogue(
         "model-config-not-json": (
             lambda: load_model(str(models / "bad-config")),
             r"its config\.json is not valid JSON\.$",
+        ),
+        "engine-unknown": (
+            lambda: load_model(engine="llama"),
+            r"^Unknown engine 'llama': choose one of torch, llamacpp\.$",
+        ),
+        "engine-env-unknown": (
+            lambda: _with_env({"LLM_LAB_ENGINE": "vllm"}, default_engine),
+            r"^LLM_LAB_ENGINE='vllm' is not an engine: use one of torch, llamacpp\.$",
         ),
         # fine-tuning uploads
         "upload-empty": (upload(b""), "empty"),

@@ -143,7 +143,20 @@ def test_cli_table_output_shows_visible_whitespace():
 
 @pytest.mark.slow
 def test_bench_reports_ratios_against_baselines_from_the_same_run():
-    out = run_cli("bench", "--json", "--repeats", "1", "--new-tokens", "4", "--skip-cold", "--batch-sizes", "1", "2")
+    # --skip-engines: the engines against llama.cpp have their own tiny run in tests/test_llamacpp.py
+    out = run_cli(
+        "bench",
+        "--json",
+        "--repeats",
+        "1",
+        "--new-tokens",
+        "4",
+        "--skip-cold",
+        "--skip-engines",
+        "--batch-sizes",
+        "1",
+        "2",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     for key in ("next_token_latency_ratio", "generate_tokens_per_s", "generate_tokens_per_s_ratio", "peak_rss_mb"):

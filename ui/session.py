@@ -37,13 +37,18 @@ from core.finetune import list_adapters, saved_adapter
 from core.models import (
     DEFAULT_DTYPE,
     DTYPES,
+    ENGINES,
+    LLAMACPP,
+    TORCH,
     LoadedModel,
     ModelKey,
+    default_engine,
     is_loaded,
     load_model,
     loaded_models,
     model_key,
     needs_conversion,
+    why_not_llamacpp,
 )
 from ui.widgets import choice
 
@@ -51,6 +56,7 @@ TEACHER_SECRET = "teacher_secret"
 LOADED_PICK = "loaded_model_pick"
 MODEL_NAME = "model_name"
 MODEL_DTYPE = "model_dtype"
+MODEL_ENGINE = "model_engine"
 PRESENTATION = "presentation"
 BACKEND = "backend"
 API_BASE_URL, API_KEY, API_MODEL, API_MODELS, API_PICK = (
@@ -70,6 +76,12 @@ KEPT = "session"
 def _init() -> None:
     st.session_state.setdefault(MODEL_NAME, EMBEDDED_MODEL)
     st.session_state.setdefault(MODEL_DTYPE, DEFAULT_DTYPE)
+    if MODEL_ENGINE not in st.session_state:
+        try:
+            st.session_state[MODEL_ENGINE] = default_engine()
+        except LabError as exc:  # a misconfigured server: say so, and start on torch
+            st.warning(str(exc), icon="⚙️")
+            st.session_state[MODEL_ENGINE] = TORCH
     st.session_state.setdefault(PRESENTATION, st.query_params.get("present") == "1")
     if BACKEND not in st.session_state:
         try:
@@ -215,16 +227,17 @@ def _api_settings() -> None:
 def _load_base() -> LoadedModel:
     # Every check first, so that not even the spinner's words depend on whether a refused path exists.
     teacher = is_teacher()
-    key = model_key(st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE], restricted=True, may_load_new=teacher)
+    name, dtype, engine = (st.session_state[k] for k in (MODEL_NAME, MODEL_DTYPE, MODEL_ENGINE))
+    key = model_key(name, dtype, restricted=True, may_load_new=teacher, engine=engine)
 
     def load() -> LoadedModel:
-        return load_model(key.name, key.dtype, key.device, restricted=True, may_load_new=teacher)
+        return load_model(key.name, key.dtype, key.device, restricted=True, may_load_new=teacher, engine=key.engine)
 
     if key in loaded_models():
         return load()
     if needs_conversion(key.name):
         title = EMBEDDED_DISPLAY_NAME if key.name == EMBEDDED_MODEL else Path(key.name).name
-        message = f"Converting {title} from GGUF once (15–30 s); later starts take a second…"
+        message = f"Converting {title} from GGUF once (a few seconds); later starts take a second…"
     else:
         message = f"Loading {key.name}…"
     with st.spinner(message):
@@ -232,13 +245,24 @@ def _load_base() -> LoadedModel:
 
 
 def current_base_model() -> LoadedModel | None:
-    """The model this session chose, without any adapter (pages that put adapters on themselves)."""
+    """The model this session chose, without any adapter, on torch (pages that put adapters on themselves).
+
+    Adapters, the logit lens and attention need torch; such a page runs its
+    base model there too, so that base and tuned differ only by the adapter,
+    and says so with ``runs_on_torch_caption``.
+    """
     _init()
     try:
-        return _load_base()
+        return _load_base().on_torch()
     except LabError as exc:
         st.error(str(exc), icon="⚠️")
         return None
+
+
+def runs_on_torch_caption(lm: LoadedModel, why: str) -> None:
+    """On a page that runs on torch although this session chose llama.cpp: one line saying so, and ``why``."""
+    if st.session_state.get(MODEL_ENGINE) == LLAMACPP and not why_not_llamacpp(lm.key.name, lm.key.device):
+        st.caption(f"⚙️ This page runs on **{lm.runs_on}**, not llama.cpp: {why}")
 
 
 def current_model() -> LoadedModel | None:
@@ -286,6 +310,7 @@ def _pick_loaded() -> None:
     if key is not None:
         choose_model(key.name)
         st.session_state[MODEL_DTYPE] = key.dtype
+        st.session_state[MODEL_ENGINE] = key.engine
 
 
 def _loaded_models_choice(why: str) -> None:
@@ -297,7 +322,7 @@ def _loaded_models_choice(why: str) -> None:
         index=None,
         key=LOADED_PICK,
         on_change=_pick_loaded,
-        format_func=lambda k: f"{k.name} ({k.dtype})",
+        format_func=lambda k: f"{k.name} ({ENGINES[k.engine]}, {k.dtype})",
         placeholder="Pick one" if loaded else "None yet",
     )
     st.caption(why)
@@ -315,22 +340,42 @@ def _local_settings() -> None:
     if why:
         _loaded_models_choice(why)
     st.selectbox(
+        "Engine",
+        list(ENGINES),
+        key=MODEL_ENGINE,
+        format_func=ENGINES.get,
+        help="llama.cpp runs a GGUF model's own file, about four times faster on a CPU, with llama.cpp's own "
+        "numbers. torch runs every model, adapters, the logit lens and attention; where llama.cpp cannot, "
+        "torch does, and this panel says so.",
+    )
+    st.selectbox(
         "Precision",
         list(DTYPES),
         key=MODEL_DTYPE,
         persist_state=KEPT,
-        help="float32 is exact; bfloat16 is about twice as fast on many CPUs.",
+        help="For torch: float32 is exact; bfloat16 is about twice as fast on many CPUs. llama.cpp reads the "
+        "GGUF's own (quantized) weights.",
     )
     adapter_choice("LoRA adapter", ADAPTER, "none: the base model", "Trained on the Fine-tune page, over the model.")
-    name, dtype = st.session_state[MODEL_NAME], st.session_state[MODEL_DTYPE]
-    if is_loaded(name, dtype):  # loading itself happens on the pages that need a model, with a spinner
-        lm = load_model(name, dtype)
-        st.caption(
-            f"**{lm.display_name}** · {lm.n_parameters / 1e6:,.0f}M parameters · "
-            f"{lm.key.dtype} · {lm.key.device} · context {lm.context_length:,}"
-        )
+    name, dtype, engine = (st.session_state[k] for k in (MODEL_NAME, MODEL_DTYPE, MODEL_ENGINE))
+    if is_loaded(name, dtype, engine=engine):  # loading itself happens on the pages that need a model, with a spinner
+        lm = load_model(name, dtype, engine=engine)
+        st.caption(f"**{lm.display_name}** · {lm.n_parameters / 1e6:,.0f}M parameters · context {lm.context_length:,}")
+        _runs_on_caption(lm)
     else:
         st.caption("Not loaded yet: it loads when a page needs it.")
+
+
+def _runs_on_caption(lm: LoadedModel) -> None:
+    """What computes this session's numbers; when llama.cpp was chosen but cannot serve, why torch does."""
+    adapter = st.session_state[ADAPTER]
+    why = None
+    if st.session_state[MODEL_ENGINE] == LLAMACPP:
+        why = why_not_llamacpp(lm.key.name, lm.key.device)
+        if why is None and adapter:
+            why = "llama.cpp cannot run a LoRA adapter, so torch runs the model while one is on."
+    runs_on = lm.on_torch().runs_on if adapter else lm.runs_on
+    st.caption(f"Runs on **{runs_on}**" + (f" — {why}" if why else ""))
 
 
 def _teacher_box() -> None:

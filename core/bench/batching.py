@@ -66,11 +66,11 @@ def next_token_batching(lm: LoadedModel, n: int, repeats: int) -> dict[str, floa
         for ids in prompts:
             next_token_distribution(lm, ids)
 
-    def together() -> None:
+    def at_once() -> None:
         clear_memos()
         run_together([ask(ids) for ids in prompts])
 
-    alone_s, together_s = median_seconds(alone, repeats), median_seconds(together, repeats)
+    alone_s, together_s = median_seconds(alone, repeats), median_seconds(at_once, repeats)
     return {"one_at_a_time_s": alone_s, "batched_s": together_s, "throughput_ratio": alone_s / together_s}
 
 
@@ -87,11 +87,11 @@ def stream_batching(lm: LoadedModel, n: int, tokens: int, repeats: int) -> dict[
         for ids in prompts:
             stream(ids)()
 
-    def together() -> None:
+    def at_once() -> None:
         clear_memos()
         run_together([stream(ids) for ids in prompts])
 
-    alone_s, together_s = median_seconds(alone, repeats), median_seconds(together, repeats)
+    alone_s, together_s = median_seconds(alone, repeats), median_seconds(at_once, repeats)
     return {
         "one_at_a_time_tokens_per_s": n * tokens / alone_s,
         "batched_tokens_per_s": n * tokens / together_s,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.embedded import EMBEDDED_MODEL
 from core.errors import InvalidInput
-from core.models import DEFAULT_DTYPE, DTYPES, LoadedModel
+from core.models import DEFAULT_DTYPE, DTYPES, ENGINES, LLAMACPP, LoadedModel
 
 if TYPE_CHECKING:
     from core.backends.base import Backend, BackendStep
@@ -24,6 +24,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=EMBEDDED_MODEL, help="'embedded' (default), a .gguf file, a HF id or folder")
     p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=list(DTYPES))
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default=None,
+        help="llamacpp: llama.cpp on the GGUF itself (faster; no adapters, lens or attention: those run on torch); "
+        "torch: the transformers model. Default: LLM_LAB_ENGINE, else llamacpp where it can run",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -43,14 +50,22 @@ def add_adapter_option(p: argparse.ArgumentParser) -> None:
 
 
 def model(args: argparse.Namespace) -> LoadedModel:
-    """The model the options name, with ``--adapter`` switched on where the command has that option."""
-    from core.models import load_model
+    """The model the options name, with ``--adapter`` switched on where the command has that option.
 
-    lm = load_model(args.model, args.dtype, args.device)
+    An explicit ``--engine llamacpp`` that cannot serve (not a GGUF, an
+    adapter on) says on stderr why the answer comes from torch instead.
+    """
+    from core.models import default_engine, load_model, why_not_llamacpp
+
+    engine = args.engine or default_engine()
+    lm = load_model(args.model, args.dtype, args.device, engine=engine)
     if isinstance(getattr(args, "adapter", None), str):  # compare's --adapter is a list: its own columns
         from core.finetune.adapters import resolve_adapter
 
         lm = lm.with_adapter(resolve_adapter(args.adapter))
+    if args.engine == LLAMACPP and lm.llama is None:
+        why = why_not_llamacpp(args.model, args.device) or "llama.cpp cannot run a LoRA adapter."
+        print(f"note: {why} This runs on {lm.runs_on}.", file=sys.stderr)
     return lm
 
 

@@ -30,8 +30,10 @@ def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None:
         whole(args.limit, "--limit", 1, 10**6)
     dataset = load_dataset(args.dataset, seed=args.seed)
-    base = model(args)
     refs = [resolve_adapter(spec) for spec in args.adapter]
+    base = model(args)
+    if refs:  # adapters run on torch: so does the base's column, or it would differ by the engine as well
+        base = base.on_torch()
     views = [(ref.label, LocalBackend(base.with_adapter(ref))) for ref in refs]
     comparison = run_comparison(
         contenders(LocalBackend(base), views, pick_shots(dataset.train, args.few_shot, args.seed)),

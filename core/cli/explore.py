@@ -31,7 +31,8 @@ def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
         "entropy_is_lower_bound": dist.entropy_is_lower_bound,
     }
     base_url = getattr(source, "base_url", None)
-    return {"model": result.pop("model"), **({"base_url": base_url} if base_url else {}), **result}
+    where = {"base_url": base_url} if base_url else {"runs_on": source.lm.runs_on}
+    return {"model": result.pop("model"), **where, **result}
 
 
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,6 +42,7 @@ def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
     score = score_text(lm, args.text, alternatives=args.alternatives)
     return {
         "model": lm.display_name,
+        "runs_on": lm.runs_on,
         "tokens": [
             {
                 **token_row(t.token, t.id, t.prob, t.logprob),
@@ -71,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     base_url = getattr(source, "base_url", None)
     return {
         "model": getattr(source, "model", source.label),  # an API's model name; a local model's display name
-        **({"base_url": base_url} if base_url else {}),
+        **({"base_url": base_url} if base_url else {"runs_on": source.lm.runs_on}),
         "prompt": source.prompt_text(args.prompt, args.chat),
         "text": source.steps_text(steps),
         "tokens": [

@@ -11,7 +11,9 @@ and hands each caller its own rows of logits and its own cache.
   cache a batched pass runs on;
 * ``plan``: how the waiting requests are cut into batches (one adapter
   setting or several mixed LoRA adapters per batch, padding kept small);
-* ``worker``: the ``Engine`` itself (queue, worker thread, the batched pass).
+* ``worker``: the ``Engine`` itself (queue, worker thread, the batched pass);
+* ``llamacpp``: the same interface over llama.cpp in this process, for a GGUF
+  model with no adapter (``LlamaCppEngine``: one context, a sequence per text).
 
 transformers' own continuous batching (5.24) runs on a CPU but cannot serve
 this: it samples inside its worker and returns no full-vocabulary logits, a
