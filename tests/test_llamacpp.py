@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.bench.batching import together
+from core.bench.batching import run_together
 from core.distributions import clear_memos, next_token_distribution, score_text
 from core.embedded import embedded_gguf_path
 from core.finetune.adapters import resolve_adapter
@@ -98,7 +98,7 @@ def test_a_class_at_once_gets_what_each_gets_alone(fast):
     fast.llama.forget()
     rounds, requests = fast.llama.stats.rounds, fast.llama.stats.requests
     got: dict[int, torch.Tensor] = {}
-    together(
+    run_together(
         [
             lambda i=i, ids=ids: got.__setitem__(i, next_token_distribution(fast, ids).logits)
             for i, ids in enumerate(prompts)
