@@ -166,7 +166,7 @@ def test_a_student_cannot_train_delete_or_load_a_tiny_model(classroom):
 def test_a_student_picks_a_loaded_model_but_cannot_load_another(classroom, lm):
     at = app()
     loaded = at.sidebar.selectbox(key="loaded_model_pick")
-    assert "embedded (float32)" in loaded.options
+    assert "embedded (torch, float32)" in loaded.options
     assert f"{ONLY_THE_TEACHER} load another model" in said(at)
     before = list(loaded_models())
     at.sidebar.text_input(key="model_name").set_value("no-such-org/no-such-model").run()
