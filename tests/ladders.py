@@ -6,6 +6,7 @@ context and batch, a handful of steps, no SmolLM2 reference unless asked.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -34,16 +35,27 @@ def tiny_ladder(job_dir: Path, **settings: object) -> LadderResult:
 
 
 def cancelled_after_first_rung(job_dir: Path) -> LadderResult:
-    """A ladder cancelled as its second rung trains: Cancel's STOP file, written when rung 1's result appears."""
-    first = rung_dir(job_dir, 1) / RESULT_FILE
+    """A ladder cancelled as its second rung trains: Cancel's STOP file, written once rung 2 has taken a step.
+
+    Waiting for rung 2's first step, not only rung 1's result: a stop that
+    lands between two rungs (a busy machine can delay this thread that long)
+    ends the ladder with no partial rung, a different case.
+    """
+    first, second = rung_dir(job_dir, 1) / RESULT_FILE, rung_dir(job_dir, 2) / "status.json"
     deadline = time.monotonic() + 300
 
-    def cancel_when_rung_one_is_done() -> None:
-        while not first.exists() and time.monotonic() < deadline:
+    def rung_two_has_trained() -> bool:
+        try:
+            return first.exists() and json.loads(second.read_text()).get("step", 0) >= 1
+        except (OSError, ValueError):  # not written yet, or caught mid-rename
+            return False
+
+    def cancel_once_rung_two_trains() -> None:
+        while not rung_two_has_trained() and time.monotonic() < deadline:
             time.sleep(0.01)
         request_stop(job_dir)
 
-    watcher = threading.Thread(target=cancel_when_rung_one_is_done, daemon=True)
+    watcher = threading.Thread(target=cancel_once_rung_two_trains, daemon=True)
     watcher.start()
     result = tiny_ladder(job_dir, steps=400)  # rung 2 would take far longer than the watcher's reaction
     watcher.join(timeout=5)
