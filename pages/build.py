@@ -28,7 +28,6 @@ from core.jobs.folder import JobState
 from core.jobs.training import TrainingResult
 from core.models import is_loaded
 from core.pretrain import (
-    BUILTIN_CORPORA,
     DEFAULT_CORPUS,
     PUBLISHED_MODELS,
     Corpus,
@@ -38,10 +37,8 @@ from core.pretrain import (
     find_pretrain_job,
     job_samples,
     list_tiny_models,
-    load_corpus,
     parameter_breakdown,
     parameter_count,
-    parse_text_upload,
     start_pretrain_job,
     training_memory,
     training_pairs,
@@ -54,6 +51,7 @@ from core.pretrain.tokenizer import CHAR, MODEL, TOKENIZERS, make_tokenizer, voc
 from core.pretrain.windows import tokens_needed
 from ui.build_charts import breakdown_figure, samples_html, sizes_figure, window_figure
 from ui.charts import PLOTLY_CONFIG, loss_figure
+from ui.corpus import corpus_choice as shared_corpus_choice
 from ui.jobs import (
     attached_job,
     duration,
@@ -80,7 +78,6 @@ LAYERS, WIDTH, HEADS, CONTEXT = "bd_layers", "bd_d_model", "bd_heads", "bd_conte
 STEPS, BATCH, LR = "bd_steps", "bd_batch", "bd_lr"
 ERROR, GO_EXPLORE, SAVED, RUN = "bd_error", "bd_go_explore", "bd_saved", "run"
 PLANNED = "bd_planned_parameters"  # the size panel's count, for the comparison chart
-UPLOADED = "upload"
 TRAIN, DELETE, LOAD = "start a training job", "delete a saved model", "load a model that is not loaded yet"
 WIDTHS, HEAD_CHOICES = [32, 64, 96, 128, 192, 256, 384, 512], [1, 2, 4, 8]
 CONTEXTS, BATCHES = [16, 32, 64, 128, 256], [4, 8, 16, 32, 64]
@@ -104,11 +101,6 @@ for key, default in (
     (LR, DEFAULTS.learning_rate),
 ):
     st.session_state.setdefault(key, default)
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _builtin_corpus(name: str) -> Corpus:
-    return load_corpus(name)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
@@ -173,26 +165,8 @@ def pairs_section() -> None:
 
 
 def corpus_choice() -> Corpus | None:
-    st.radio(
-        "Corpus",
-        [*BUILTIN_CORPORA, UPLOADED],
-        key=CORPUS,
-        horizontal=True,
-        format_func=lambda n: BUILTIN_CORPORA[n].title if n in BUILTIN_CORPORA else "Upload a .txt file",
-    )
-    name = st.session_state[CORPUS]
-    try:
-        if name != UPLOADED:
-            st.markdown(BUILTIN_CORPORA[name].description)
-            return _builtin_corpus(name)
-        upload = st.file_uploader("A UTF-8 text file", type=["txt"], key=UPLOAD)
-        if upload is None:
-            st.info("Upload a plain-text file (UTF-8): a book, your notes, some code.")
-            return None
-        return parse_text_upload(upload.getvalue(), upload.name)
-    except LabError as exc:
-        st.error(str(exc), icon="⚠️")
-        return None
+    hint = "Upload a plain-text file (UTF-8): a book, your notes, some code."
+    return shared_corpus_choice(CORPUS, UPLOAD, hint, describe=True)
 
 
 def _config(corpus: Corpus) -> PretrainConfig:

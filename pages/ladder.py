@@ -43,10 +43,11 @@ from core.ladder import (
 )
 from core.ladder.task import SizedModel, TaskAcrossSizes, score_across_sizes
 from core.models import LoadedModel, load_model, load_unshared
-from core.pretrain import BUILTIN_CORPORA, DEFAULT_CORPUS, Corpus, load_corpus, parse_text_upload
+from core.pretrain import DEFAULT_CORPUS, Corpus
 from core.pretrain.sizes import scientific, short_count
 from core.pretrain.tokenizer import CHAR, vocabulary_size
 from ui.charts import PLOTLY_CONFIG
+from ui.corpus import corpus_choice as shared_corpus_choice
 from ui.jobs import attached_job, duration, follow_job, report_later, saved_list, show_reported, start_button
 from ui.ladder_charts import (
     METRIC_TITLES,
@@ -63,7 +64,6 @@ CORPUS, UPLOAD, RUNGS, SEED = "ld_corpus", "ld_upload", "ld_rungs", "ld_seed"
 ERROR, SAVED, RUN, OPEN = "ld_error", "ld_saved", "run", "ladder"
 TASK_DATASET, TASK_ITEMS, TASK_EMBEDDED, TASK_ADDED = "ld_task_dataset", "ld_task_items", "ld_task_embedded", "ld_added"
 TASK_METRIC, TASK_RESULT, TASK_ERROR, TASK_GO = "ld_task_metric", "ld_task_result", "ld_task_error", "ld_task_go"
-UPLOADED = "upload"
 BLANK = "(blank: only spaces or newlines)"  # what a greedy rung often writes after a question
 TRAIN, DELETE, LOAD = "start a training job", "delete a ladder", "load a model that is not loaded yet"
 DEFAULTS = LadderConfig()
@@ -77,11 +77,6 @@ st.session_state.setdefault(TASK_EMBEDDED, True)
 st.session_state.setdefault(TASK_ADDED, "")
 st.session_state.setdefault(TASK_METRIC, P_EXPECTED)
 report = report_later(ERROR)
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def _builtin_corpus(name: str) -> Corpus:
-    return load_corpus(name)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -100,25 +95,8 @@ def _rung_model(model_dir: str, saved_at: float) -> LoadedModel:
 
 
 def corpus_choice() -> Corpus | None:
-    st.radio(
-        "Corpus",
-        [*BUILTIN_CORPORA, UPLOADED],
-        key=CORPUS,
-        horizontal=True,
-        format_func=lambda n: BUILTIN_CORPORA[n].title if n in BUILTIN_CORPORA else "Upload a .txt file",
-    )
-    name = st.session_state[CORPUS]
-    try:
-        if name != UPLOADED:
-            return _builtin_corpus(name)
-        upload = st.file_uploader("A UTF-8 text file", type=["txt"], key=UPLOAD)
-        if upload is None:
-            st.info("Upload a plain-text file (UTF-8) of at least a few hundred thousand characters.")
-            return None
-        return parse_text_upload(upload.getvalue(), upload.name)
-    except LabError as exc:
-        st.error(str(exc), icon="⚠️")
-        return None
+    hint = "Upload a plain-text file (UTF-8) of at least a few hundred thousand characters."
+    return shared_corpus_choice(CORPUS, UPLOAD, hint, describe=False)
 
 
 def _config(corpus: Corpus) -> LadderConfig:
