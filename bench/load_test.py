@@ -21,7 +21,8 @@ page's URL must hold the prompt; a generation must lengthen the steered path
 in the URL; an error box or exception on the page, a timeout
 (``--timeout``) or a dropped session counts as an error.
 
-Memory is the resident set (RSS) of the server's process tree, sampled
+Memory is the resident memory of the server's process tree (the engine
+process included, the weights it shares with the server counted once), sampled
 every 0.2 s; a fine-tune is its own process (as the Fine-tune page starts
 it), so its memory is reported beside the server's, not in it. CPU seconds
 are reported for the app, the fine-tune and this script: its simulated
@@ -69,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 from bench.streamlit_session import AppSession, RunResult, SessionError  # noqa: E402
 from core.access import TEACHER_SECRET_ENV  # noqa: E402
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, API_MODEL_ENV, DEFAULT_BACKEND_ENV  # noqa: E402
+from core.models import CLASS_SERVER_ENV  # noqa: E402
 
 PAGE = "explorer"
 GENERATE, PROMPT = "⏩ Generate", "Prompt"  # the explorer's widget labels
@@ -120,6 +122,7 @@ class Request:
     kind: str  # "distribution" or "generate"
     seconds: float
     error: str | None = None
+    opening: bool = False  # a distribution that opened the page (the first, all of the class at once)
 
 
 @dataclass
@@ -134,6 +137,8 @@ class ScenarioReport:
     error_samples: list[str]
     latency: Latency  # every answered request, both kinds
     by_kind: dict[str, Latency]
+    # the distributions that opened the page: also in by_kind's, shown apart since a class opens the link at once
+    opening: Latency
     requests_per_s: float
     server_rss_start_mb: float
     server_rss_peak_mb: float
@@ -169,17 +174,18 @@ class RssSampler:
 
     @staticmethod
     def _rss(pid: int | None) -> int:
-        if pid is None:
-            return 0
-        try:
-            root = psutil.Process(pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
+        """The tree's resident memory, what its children share with the server counted once.
+
+        The engine process maps the model's weights from shared memory the
+        server holds, and the same torch libraries: a plain sum of RSS would
+        count them twice. So the server counts whole and each child its own
+        (anonymous) memory. (/proc's status is read, not smaps: walking a
+        1 GB process's pages every 0.2 s cost the machine a third of a core.)
+        """
         total = 0
-        for process in tree:
-            with suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
+        for depth, process in enumerate(_tree(pid)):
+            with suppress(psutil.NoSuchProcess, OSError):
+                total += _anonymous_memory(process) if depth else process.memory_info().rss
         return total
 
     def _run(self) -> None:
@@ -196,13 +202,37 @@ class RssSampler:
         self._thread.join()
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process so far (0 if there is none)."""
+def _tree(pid: int | None) -> list[psutil.Process]:
+    """A process and its descendants (none if it is gone)."""
+    if pid is None:
+        return []
     try:
-        times = psutil.Process(pid).cpu_times() if pid else None
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    return times.user + times.system if times else 0.0
+        return []
+
+
+def _anonymous_memory(process: psutil.Process) -> int:
+    """The process's resident memory of its own (RssAnon): not files, libraries or shared memory."""
+    with open(f"/proc/{process.pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return process.memory_info().rss
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time so far of a process and its children, such as the engine process (0 if none).
+
+    This script's own time is its alone: the server it started is its child.
+    """
+    total = 0.0
+    for process in [psutil.Process()] if pid == os.getpid() else _tree(pid):
+        with suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 @contextmanager
@@ -342,15 +372,21 @@ class Student:
     def _think(self) -> None:
         time.sleep(self.args.think * self.random.uniform(0.5, 1.5))
 
-    def _timed(self, kind: str, action: Callable[[], RunResult], check: Callable[[RunResult], str | None]) -> bool:
+    def _timed(
+        self,
+        kind: str,
+        action: Callable[[], RunResult],
+        check: Callable[[RunResult], str | None],
+        opening: bool = False,
+    ) -> bool:
         began = time.perf_counter()
         try:
             result = action()
         except SessionError as exc:
-            self.requests.append(Request(kind, time.perf_counter() - began, str(exc)))
+            self.requests.append(Request(kind, time.perf_counter() - began, str(exc), opening))
             return False
         error = check(result)
-        self.requests.append(Request(kind, result.seconds, error))
+        self.requests.append(Request(kind, result.seconds, error, opening))
         return error is None
 
     def run(self, start: threading.Barrier) -> None:
@@ -367,7 +403,7 @@ class Student:
     def _session(self) -> None:
         prompt = _prompt(self.scenario, self.user, self.rounds)
         with AppSession(self.base_url, PAGE, urlencode({"prompt": prompt}), timeout=self.args.timeout) as tab:
-            if not self._distribution(tab, prompt):
+            if not self._distribution(tab, prompt, opening=True):
                 return
             self.steered = 0
             tab.set_value(tokens_label(self.args), int_value=self.args.tokens)
@@ -385,8 +421,8 @@ class Student:
                 if not self._distribution(tab, prompt) or time.monotonic() >= self.deadline:
                     return
 
-    def _distribution(self, tab: AppSession, prompt: str) -> bool:
-        return self._timed("distribution", tab.rerun, lambda result: check_distribution(result, prompt))
+    def _distribution(self, tab: AppSession, prompt: str, opening: bool = False) -> bool:
+        return self._timed("distribution", tab.rerun, lambda result: check_distribution(result, prompt), opening)
 
     def _generate(self, tab: AppSession) -> bool:
         before = self.steered
@@ -441,6 +477,7 @@ def run_scenario(
         by_kind={
             kind: Latency.of([r.seconds for r in answered if r.kind == kind]) for kind in ("distribution", "generate")
         },
+        opening=Latency.of([r.seconds for r in answered if r.opening]),
         requests_per_s=round(len(answered) / wall, 2),
         server_rss_start_mb=round(memory.start["server"] / MB),
         server_rss_peak_mb=round(memory.peak["server"] / MB),
@@ -485,6 +522,8 @@ def server_env(data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
     if not args.openmp_default:
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # as the Makefile's `run` sets it, and for the same reason
     env.setdefault("MALLOC_ARENA_MAX", "2")  # as `make run`: glibc's per-thread arenas kept freed memory
+    for name, value in CLASS_SERVER_ENV.items():  # as `make run HOST=0.0.0.0` serves a class (unless set here)
+        env.setdefault(name, value)
     if args.api_base_url:
         env.update(
             {
@@ -562,24 +601,26 @@ def _summary(s: ScenarioReport) -> str:
     d, g = s.by_kind["distribution"], s.by_kind["generate"]
     return (
         f"  {s.requests} requests, {s.errors} errors; p50/p95 {_fmt(s.latency.p50_s)}/{_fmt(s.latency.p95_s)} s "
-        f"(distribution {_fmt(d.p50_s)}/{_fmt(d.p95_s)}, generate {_fmt(g.p50_s)}/{_fmt(g.p95_s)}); "
-        f"server RSS peak {s.server_rss_peak_mb:,.0f} MB"
+        f"(distribution {_fmt(d.p50_s)}/{_fmt(d.p95_s)}, of which opening the page {_fmt(s.opening.p50_s)}/"
+        f"{_fmt(s.opening.p95_s)}; generate {_fmt(g.p50_s)}/{_fmt(g.p95_s)}); "
+        f"server memory peak {s.server_rss_peak_mb:,.0f} MB"
     )
 
 
 def markdown_table(report: LoadReport) -> str:
     """The scenarios as the README shows them."""
     lines = [
-        "| users | fine-tune | requests | errors | p50 | p95 | distribution p50 / p95 | generate p50 / p95 "
-        "| peak RSS (server) | fine-tune steps | CPU s: app / fine-tune / load test |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| users | fine-tune | requests | errors | p50 | p95 | distribution p50 / p95 | of which opening the page "
+        "| generate p50 / p95 | peak memory (server) | fine-tune steps | CPU s: app / fine-tune / load test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.scenarios:
         d, g = s.by_kind["distribution"], s.by_kind["generate"]
         finetune = f"running ({s.finetune_rss_peak_mb:,.0f} MB)" if s.finetune_running else "—"
         lines.append(
             f"| {s.users} | {finetune} | {s.requests} | {s.errors} | {_fmt(s.latency.p50_s)} s "
-            f"| {_fmt(s.latency.p95_s)} s | {_fmt(d.p50_s)} / {_fmt(d.p95_s)} s | {_fmt(g.p50_s)} / {_fmt(g.p95_s)} s "
+            f"| {_fmt(s.latency.p95_s)} s | {_fmt(d.p50_s)} / {_fmt(d.p95_s)} s "
+            f"| {_fmt(s.opening.p50_s)} / {_fmt(s.opening.p95_s)} s | {_fmt(g.p50_s)} / {_fmt(g.p95_s)} s "
             f"| {s.server_rss_peak_mb:,.0f} MB | {'—' if s.finetune_steps is None else s.finetune_steps} "
             f"| {s.cpu_s['server']:.0f} / {s.cpu_s.get('finetune', 0):.0f} / {s.cpu_s['load_test']:.0f} |"
         )

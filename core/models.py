@@ -47,6 +47,7 @@ import torch
 from core.adapter_host import AdapterHost, AdapterRef
 from core.embedded import EMBEDDED_DISPLAY_NAME, EMBEDDED_MODEL, embedded_gguf_path
 from core.engine.llamacpp import LlamaCppEngine, llamacpp_missing
+from core.engine.process import PROCESS_ENV, ProcessEngine, engine_process_wanted
 from core.engine.worker import Engine
 from core.errors import InvalidInput, ModelLoadError
 from core.jobs.paths import data_root
@@ -64,6 +65,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 MAX_MODELS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_MODELS", "2"))
 if os.environ.get("LLM_LAB_TORCH_THREADS"):  # e.g. 1 on a machine whose other cores serve the app's sessions
     torch.set_num_threads(int(os.environ["LLM_LAB_TORCH_THREADS"]))
+
+
+# How a class is served (`make run HOST=0.0.0.0` sets these, and bench/load_test.py starts its app so). For many
+# at once the torch engine: a batch of 30 prompts reads ~600 tokens/s on 2 cores where llama.cpp's Q4_1 kernels
+# read ~120 with its one thread; and in a process of its own, off the GIL the sessions' scripts hold
+# (core.engine.process). One person's single stream is faster on llama.cpp, the default otherwise.
+CLASS_SERVER_ENV = {"LLM_LAB_ENGINE": TORCH, PROCESS_ENV: "1"}
 
 
 def default_engine() -> str:
@@ -149,6 +157,7 @@ class LoadedModel:
     adapters: AdapterHost = field(default_factory=AdapterHost, repr=False)  # shared by a base and its views
     engine: Engine | None = field(default=None, repr=False)  # shared by a base and its views, made on load
     llama: LlamaCppEngine | None = field(default=None, repr=False)  # set: llama.cpp runs this view's passes
+    process: ProcessEngine | None = field(default=None, repr=False)  # set: base passes run in a child process
 
     def __post_init__(self) -> None:
         if self.engine is None:  # a view (dataclasses.replace) keeps its base's engine
@@ -171,6 +180,15 @@ class LoadedModel:
             return f"llama.cpp · {self.llama.quantization} GGUF"
         device = "" if self.key.device == "cpu" else f" · {self.key.device}"
         return f"torch · {self.key.dtype}{device}"
+
+    @property
+    def _base_engine(self) -> Engine | ProcessEngine | LlamaCppEngine:
+        """Who runs this view's batched passes: llama.cpp, the engine process (base model), or the engine here."""
+        if self.llama is not None:
+            return self.llama
+        if self.process is not None and self.adapter is None:
+            return self.process
+        return self.engine
 
     def on_llamacpp(self, gguf: Path) -> LoadedModel:
         """A view of this model whose passes llama.cpp runs from ``gguf``, the file it was converted from."""
@@ -261,10 +279,8 @@ class LoadedModel:
         """
         check_token_ids_in(self, input_ids)
         self.forward_calls += 1
-        if self.llama is not None:
-            return self.llama.forward(input_ids, past, last_only)
-        if self.engine.supported:
-            return self.engine.forward(input_ids, past, last_only, self.adapter)
+        if self.llama is not None or self.engine.supported:
+            return self._base_engine.forward(input_ids, past, last_only, self.adapter)
         return self._forward_alone(input_ids, copy.deepcopy(past), last_only)
 
     def forward_many(self, requests: Sequence[tuple[list[int], Any, bool]]) -> list[tuple[torch.Tensor, Any]]:
@@ -272,12 +288,10 @@ class LoadedModel:
         for ids, _, _ in requests:
             check_token_ids_in(self, ids)
         self.forward_calls += len(requests)
-        if self.llama is not None:
-            futures = [self.llama.submit(ids, past, last) for ids, past, last in requests]
-            return [future.result() for future in futures]
-        if not self.engine.supported:
+        if self.llama is None and not self.engine.supported:
             return [self._forward_alone(ids, copy.deepcopy(past), last) for ids, past, last in requests]
-        futures = [self.engine.submit(ids, past, last, self.adapter) for ids, past, last in requests]
+        engine = self._base_engine
+        futures = [engine.submit(ids, past, last, self.adapter) for ids, past, last in requests]
         return [future.result() for future in futures]
 
     def _forward_alone(self, input_ids: list[int], past: Any, last_only: bool) -> tuple[torch.Tensor, Any]:
@@ -555,7 +569,7 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
     _check_causal(key.name, model, loading_info)
     model.to(key.device)
     model.eval()
-    return LoadedModel(
+    lm = LoadedModel(
         key=key,
         model=model,
         tokenizer=tokenizer,
@@ -564,6 +578,10 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
         n_parameters=sum(p.numel() for p in model.parameters()),
         context_length=_context_length(model, tokenizer),
     )
+    if engine_process_wanted() and key.device == "cpu" and lm.engine.supported:
+        # before any adapter goes on the weights: the child gets the base model as loaded
+        lm.process = ProcessEngine(model, lm.engine.pad_id)
+    return lm
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from core.engine.kv import KVHandle
+from core.engine.process import RemoteKV
 
 BUDGET_BYTES = int(os.environ.get("LLM_LAB_PREFIX_CACHE_MB", "96")) * 2**20
 LOOKBACK = 8  # how many tokens shorter a kept prefix may be (a steered path grows one token at a time)
@@ -38,7 +39,7 @@ class PrefixCache:
 
     def put(self, model_key: Hashable, ids: Sequence[int], handle: Any) -> None:
         """Keep ``handle`` (the cache after ``ids``); anything but an engine's handle is not kept."""
-        if not isinstance(handle, KVHandle):
+        if not isinstance(handle, KVHandle | RemoteKV):
             return
         key = (model_key, tuple(ids))
         with self._lock:

@@ -33,6 +33,8 @@ def test_two_students_for_a_few_seconds_get_every_answer_and_the_report_says_so(
     distribution, generate = scenario["by_kind"]["distribution"], scenario["by_kind"]["generate"]
     assert distribution["count"] >= 2 and generate["count"] >= 2, "each student opens the page and generates"
     assert scenario["requests"] == distribution["count"] + generate["count"]
+    assert 2 <= scenario["opening"]["count"] <= distribution["count"], "each opening is a distribution too"
+    assert scenario["opening"]["max_s"] <= distribution["max_s"]
     for latency in (scenario["latency"], distribution, generate):
         assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["max_s"] < 600
     assert scenario["server_rss_peak_mb"] >= scenario["server_rss_start_mb"] > 300, "the model is in memory"

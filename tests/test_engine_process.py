@@ -1,0 +1,91 @@
+"""The engine in a process of its own (a class server): the same numbers as the engine in this process.
+
+One model is loaded here with ``LLM_LAB_ENGINE_PROCESS=1`` and compared with
+the shared ``lm`` fixture, whose passes run in this process: the same weights,
+the same batching code, so the same answer (same top-10 ids, every
+probability within 1e-4) for prompts, steps continuing a cache and passes
+that return every position, one at a time or many at once.
+"""
+
+import pytest
+import torch
+
+from core.distributions import SamplingSettings, clear_memos
+from core.engine.process import PROCESS_ENV, RemoteKV
+from core.finetune.adapters import resolve_adapter
+from core.generation import generate
+from core.models import load_unshared
+from tests.adapters import saved_adapter_job
+from tests.test_engine import PROMPTS, same_answer, together
+
+
+@pytest.fixture(scope="module")
+def remote_lm():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PROCESS_ENV, "1")
+        model = load_unshared("embedded", device="cpu")
+    assert model.process is not None, "the engine process started"
+    yield model
+    clear_memos()
+
+
+def test_the_weights_are_shared_with_the_engine_process_not_copied(remote_lm):
+    assert all(p.is_shared() for p in remote_lm.model.parameters())
+
+
+def test_prompts_sent_at_one_moment_get_the_answers_the_engine_here_gives(lm, remote_lm):
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
+    remote = together([lambda i=i: remote_lm.forward(i, None, last_only=True) for i in ids])
+    for (logits, past), i in zip(remote, ids, strict=True):
+        assert isinstance(past, RemoteKV) and past.length == len(i)
+        same_answer(logits[-1], lm.forward(i, None, last_only=True)[0][-1])
+
+
+def test_a_cache_continued_in_the_engine_process_gives_every_step_as_here(lm, remote_lm):
+    ids = lm.tokenizer(PROMPTS[1])["input_ids"]
+    _, remote_past = remote_lm.forward(ids, None, last_only=True)
+    _, local_past = lm.forward(ids, None, last_only=True)
+    for token in lm.tokenizer(" a wise old owl")["input_ids"]:
+        remote_logits, remote_past = remote_lm.forward([token], remote_past, last_only=True)
+        local_logits, local_past = lm.forward([token], local_past, last_only=True)
+        same_answer(remote_logits[-1], local_logits[-1])
+    assert remote_past.length == local_past.length
+
+
+def test_a_pass_over_every_position_comes_back_whole(lm, remote_lm):
+    ids = lm.tokenizer(PROMPTS[3])["input_ids"]
+    remote, _ = remote_lm.forward(ids, None, last_only=False)
+    local, _ = lm.forward(ids, None, last_only=False)
+    assert remote.shape == local.shape == (len(ids), lm.vocab_size)
+    for position in range(len(ids)):
+        same_answer(remote[position], local[position])
+
+
+def test_generation_through_the_engine_process_is_the_generation_here(lm, remote_lm):
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    settings = SamplingSettings(temperature=0.8, top_k=40)
+    remote = [s.chosen.id for s in generate(remote_lm, ids, 8, settings, seed=7)]
+    local = [s.chosen.id for s in generate(lm, ids, 8, settings, seed=7)]
+    assert remote == local
+
+
+def test_an_adapter_view_runs_here_on_the_weights_it_switches(remote_lm, tmp_path, monkeypatch):
+    """The engine process runs the base model only: an adapter's passes stay in this process, adapter on."""
+    monkeypatch.setenv("LLM_LAB_DATA", str(tmp_path))
+    job = saved_adapter_job(remote_lm, "remote-mix", random_weights=True, seed=5)
+    view = remote_lm.with_adapter(resolve_adapter(job.path))
+    ids = remote_lm.tokenizer(PROMPTS[2])["input_ids"]
+    tuned, past = view.forward(ids, None, last_only=True)
+    base, _ = remote_lm.forward(ids, None, last_only=True)
+    assert not isinstance(past, RemoteKV)
+    assert float((torch.softmax(tuned[-1], -1) - torch.softmax(base[-1], -1)).abs().max()) > 1e-4
+
+
+def test_a_stopped_engine_process_is_a_clear_error_not_a_hang():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PROCESS_ENV, "1")
+        model = load_unshared("embedded", device="cpu")
+    model.process._process.kill()
+    model.process._process.join(timeout=10)
+    with pytest.raises(RuntimeError, match="engine process stopped"):
+        model.forward([1, 2, 3], None, last_only=True)
