@@ -16,8 +16,8 @@ sampling settings.
 """
 
 from core.tree.beams import Beam, BeamSearch, beam_search, check_beam_search
-from core.tree.growth import MAX_BEAMS, MAX_CHILDREN, MAX_DEPTH, MAX_SAMPLES, Expansion, expand
-from core.tree.samples import Sample, SampledTree, TreeNode, check_samples, merge, sample_tree
+from core.tree.growth import MAX_BEAMS, MAX_CHILDREN, MAX_DEPTH, MAX_SAMPLES, Expansion, TokenPath, expand
+from core.tree.samples import SampledTree, TreeNode, check_samples, merge, sample_tree
 
 __all__ = [
     "MAX_BEAMS",
@@ -27,8 +27,8 @@ __all__ = [
     "Beam",
     "BeamSearch",
     "Expansion",
-    "Sample",
     "SampledTree",
+    "TokenPath",
     "TreeNode",
     "beam_search",
     "check_beam_search",

@@ -9,57 +9,44 @@ whether they differ, is the point of the page built on this.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tree.growth import (
     MAX_BEAMS,
     ForwardMany,
     Growing,
+    TokenPath,
     _forward_many,
     advance,
     check_count,
     check_depth,
     prompt_ids_with_room,
     start,
-    token_texts,
 )
 
 MAX_LENGTH_PENALTY = 2.0
 
 
 @dataclass(frozen=True)
-class Beam:
-    """One continuation: its tokens, each one's log-probability, their sum and the score it was ranked by.
+class Beam(TokenPath):
+    """One continuation and the score it was ranked by.
 
     ``score`` is ``logprob / len(ids) ** length_penalty`` (equal to ``logprob``
-    with no penalty). ``finished``: it ended with an end-of-sequence token.
+    with no penalty).
     """
 
-    ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-    logprobs: tuple[float, ...]
-    logprob: float
     score: float
-    finished: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "tokens": list(self.tokens),
-            "logprob": self.logprob,
-            "logprobs": list(self.logprobs),
-            "score": self.score,
-            "finished": self.finished,
-        }
 
 
 @dataclass(frozen=True)
-class BeamSearch:
+class BeamSearch(JsonRecord):
     """The beams found, best first, and the greedy path (width 1) beside them."""
+
+    json_derived = ("differs_from_greedy",)
 
     model: str
     prompt_ids: tuple[int, ...]
@@ -73,27 +60,13 @@ class BeamSearch:
     def differs_from_greedy(self) -> bool:
         return self.beams[0].ids != self.greedy.ids
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "prompt_ids": list(self.prompt_ids),
-            "width": self.width,
-            "depth": self.depth,
-            "length_penalty": self.length_penalty,
-            "beams": [b.to_json() for b in self.beams],
-            "greedy": self.greedy.to_json(),
-            "differs_from_greedy": self.differs_from_greedy,
-        }
-
 
 def _score(logprob: float, length: int, length_penalty: float) -> float:
     return logprob / length**length_penalty if length else logprob
 
 
 def _beam(lm: LoadedModel, path: Growing, length_penalty: float) -> Beam:
-    logprob = path.logprob
-    score = _score(logprob, len(path.ids), length_penalty)
-    return Beam(tuple(path.ids), token_texts(lm, path.ids), tuple(path.logprobs), logprob, score, path.finished)
+    return Beam.grown(lm, path, score=_score(path.logprob, len(path.ids), length_penalty))
 
 
 def _best_steps(beams: list[Growing], width: int, length_penalty: float) -> list[tuple[Growing, int | None]]:

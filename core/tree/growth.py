@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 
 from core.distributions import TokenProb, next_token_distribution
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tokens import check_token_ids, encode_prompt, token_text
 
@@ -108,22 +109,34 @@ def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -
     return ids
 
 
-def token_texts(lm: LoadedModel, ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(token_text(lm.tokenizer, i) for i in ids)
+@dataclass(frozen=True)
+class TokenPath(JsonRecord):
+    """A grown continuation: its tokens, each one's log-probability and their sum.
+
+    Log-probabilities are the raw ones (temperature 1, nothing pruned),
+    however the path was chosen. ``finished``: it ended with an
+    end-of-sequence token.
+    """
+
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    logprob: float
+    finished: bool
+
+    @classmethod
+    def grown(cls, lm: LoadedModel, path: Growing, **more: Any) -> Self:
+        """What ``path`` grew into, as a result; ``more`` holds a subclass's own fields."""
+        tokens = tuple(token_text(lm.tokenizer, i) for i in path.ids)
+        return cls(tuple(path.ids), tokens, tuple(path.logprobs), path.logprob, path.finished, **more)
 
 
 @dataclass(frozen=True)
-class Expansion:
+class Expansion(JsonRecord):
     """The likeliest children of one node: the tokens that may follow prompt + ``prefix_ids``, likeliest first."""
 
     prefix_ids: tuple[int, ...]
     children: tuple[TokenProb, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix_ids": list(self.prefix_ids),
-            "children": [{"token": c.token, "id": c.id, "prob": c.prob, "logprob": c.logprob} for c in self.children],
-        }
 
 
 def expand(lm: LoadedModel, prompt: str, prefix_ids: Sequence[int] = (), k: int = 10, chat: bool = False) -> Expansion:

@@ -11,51 +11,31 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from core.distributions import NextTokenDistribution, SamplingSettings, reshape, sample_token
 from core.generation import seeded_generator
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tokens import token_text
-from core.tree.beams import Beam
 from core.tree.growth import (
     MAX_SAMPLES,
     ForwardMany,
     Growing,
+    TokenPath,
     _forward_many,
     advance,
     check_count,
     check_depth,
     prompt_ids_with_room,
     start,
-    token_texts,
 )
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One sampled continuation; ``logprob`` sums the raw (temperature-1) log-probabilities of its tokens."""
-
-    ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-    logprobs: tuple[float, ...]
-    logprob: float
-    finished: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "tokens": list(self.tokens),
-            "logprob": self.logprob,
-            "logprobs": list(self.logprobs),
-            "finished": self.finished,
-        }
-
-
 @dataclass
-class TreeNode:
+class TreeNode(JsonRecord):
     """A token at a depth under its parent, and how many paths passed through it.
 
     ``prob`` is the model's p(token | prefix) at temperature 1; ``frequency``
@@ -73,44 +53,23 @@ class TreeNode:
     ended: int = 0
     children: list[TreeNode] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "token": self.token,
-            "id": self.id,
-            "count": self.count,
-            "prob": self.prob,
-            "frequency": self.frequency,
-            "ended": self.ended,
-            "children": [c.to_json() for c in self.children],
-        }
-
 
 @dataclass(frozen=True)
-class SampledTree:
+class SampledTree(JsonRecord):
     """``n`` samples and the tree they make; ``seed`` is the one used, so the same draw can be made again."""
+
+    json_renamed: ClassVar[dict[str, str]] = {"root": "tree"}
 
     model: str
     prompt_ids: tuple[int, ...]
     depth: int
     settings: SamplingSettings
     seed: int
-    samples: tuple[Sample, ...]
+    samples: tuple[TokenPath, ...]
     root: TreeNode
 
-    def to_json(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "model": self.model,
-            "prompt_ids": list(self.prompt_ids),
-            "depth": self.depth,
-            "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p},
-            "seed": self.seed,
-            "samples": [x.to_json() for x in self.samples],
-            "tree": self.root.to_json(),
-        }
 
-
-def merge(paths: Sequence[Sample | Beam], tokenizer: Any) -> TreeNode:
+def merge(paths: Sequence[TokenPath], tokenizer: Any) -> TreeNode:
     """Merge continuations into a tree: one node per distinct prefix, counting the paths through it."""
     root = TreeNode(None, "", len(paths), 1.0, 1.0)
     for path in paths:
@@ -178,8 +137,6 @@ def sample_tree(
         steps = [(paths[i], _draw(lm, paths[i], settings, generator)) for i in live]
         for i, child in zip(live, advance(lm, steps, step < depth - 1, forward_many), strict=True):
             paths[i] = child
-    samples = tuple(
-        Sample(tuple(p.ids), token_texts(lm, p.ids), tuple(p.logprobs), p.logprob, p.finished) for p in paths
-    )
+    samples = tuple(TokenPath.grown(lm, p) for p in paths)
     root = merge(samples, lm.tokenizer)
     return SampledTree(lm.display_name, tuple(prompt_ids), depth, settings, generator.initial_seed(), samples, root)
