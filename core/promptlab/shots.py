@@ -30,6 +30,7 @@ from core.backends.base import Backend
 from core.checks import whole
 from core.distributions import SamplingSettings
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.promptlab.answers import answer_all, check_decoding, prepare
 from core.promptlab.task import Task
 from core.promptlab.variants import Progress, PromptVariant, RunScore, judged, run_score
@@ -50,7 +51,7 @@ class ShotRun:
 
 
 @dataclass(frozen=True)
-class ShotPoint:
+class ShotPoint(JsonRecord):
     """One ``k`` of a curve: means over the orders, with their minimum and maximum."""
 
     shots: int
@@ -61,9 +62,6 @@ class ShotPoint:
     p_expected_min: float | None
     p_expected_max: float | None
     orders: int
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from core.backends.base import Backend
 from core.checks import whole
 from core.distributions import SamplingSettings
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.promptlab.answers import Answered, Prepared, answer_all, check_decoding, prepare
 from core.promptlab.task import INPUT, Task
 from core.prompts import MAX_SHOTS, Example, pick_shots, with_shots
@@ -33,7 +33,7 @@ Progress = Callable[[int, int], None]  # (items answered so far, items in all)
 
 
 @dataclass(frozen=True)
-class PromptVariant:
+class PromptVariant(JsonRecord):
     """One way of asking: a system message, a template with ``{input}``, ``shots`` examples and a format hint."""
 
     name: str = "A"
@@ -77,9 +77,6 @@ class PromptVariant:
         parts += ["system message"] if self.system.strip() else []
         parts += ["hint"] if self.hint.strip() else []
         return f"{self.name}: {', '.join(parts)}"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

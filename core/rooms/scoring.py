@@ -43,10 +43,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from core.distributions import next_token_distribution
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.probe import continuation_logprobs
 from core.rooms.guesses import bucket_key, model_surface, typed_form
@@ -57,8 +58,10 @@ TOP_K = 10
 
 
 @dataclass(frozen=True)
-class GuessReading:
+class GuessReading(JsonRecord):
     """A text as the model would write it next: its tokens and the probability of all of them in a row."""
+
+    json_derived = ("prob",)
 
     typed: str  # the typed form ("Cold")
     surface: str  # what the model would write (" Cold")
@@ -73,9 +76,6 @@ class GuessReading:
     @property
     def multi_token(self) -> bool:
         return len(self.token_ids) > 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "token_ids": list(self.token_ids), "tokens": list(self.tokens), "prob": self.prob}
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class BucketResult:
 
 
 @dataclass(frozen=True)
-class StudentResult:
+class StudentResult(JsonRecord):
     """One student's guess after the reveal: name and guess as typed, and the model's probability for it."""
 
     name: str
@@ -125,12 +125,9 @@ class StudentResult:
     model_prob: float
     agreed: bool  # the guess is the model's top token
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ModelChoice:
+class ModelChoice(JsonRecord):
     """One of the model's most likely next tokens, with how many students guessed the same word."""
 
     token: str
@@ -138,9 +135,6 @@ class ModelChoice:
     prob: float
     key: str
     class_count: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
