@@ -281,7 +281,7 @@ def run_estimate_job(job_dir: Path) -> DurationEstimate:
     def work(stop: StopRequest, started: float) -> DurationEstimate:
         folder.update_status(phase="timing two training steps")
         estimate = estimate_duration(FinetuneConfig.from_dict(folder.config_dict()), job_dataset(folder))
-        folder.update_status(status="done", phase="finished", result=estimate.to_dict(), finished_at=time.time())
+        folder.finish("done", result=estimate.to_dict())
         return estimate
 
     return run_in_job_folder(folder, ESTIMATE, work)

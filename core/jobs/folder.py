@@ -97,6 +97,10 @@ class JobFolder:
             write_json_atomic(self.file("status.json"), status)
         return status
 
+    def finish(self, status: str, **facts: Any) -> dict[str, Any]:
+        """Record that the job ended (done, cancelled or failed), with what it left: ``facts`` (its result, error)."""
+        return self.update_status(status=status, phase="finished", **facts, finished_at=time.time())
+
     def process(self) -> ProcessId | None:
         return ProcessId.from_dict(read_json(self.file("process.json")))
 

@@ -133,12 +133,5 @@ def run_training(
         folder.update_status(phase="saving")
         result = replace(result, output_dir=str(run.save(result)))
     result = replace(result, seconds=time.time() - started)
-    folder.update_status(
-        status=result.status,
-        phase="finished",
-        step=steps,
-        partial=partial,
-        result=result.to_dict(),
-        finished_at=time.time(),
-    )
+    folder.finish(result.status, step=steps, partial=partial, result=result.to_dict())
     return result

@@ -128,14 +128,7 @@ def _climb(folder: JobFolder, stop: StopRequest, started: float, echo: TextIO | 
     cancelled = stop.requested()
     status = "cancelled" if cancelled else "done"
     ladder = collect_result(folder.path, config, status, corpus, time.time() - started)
-    folder.update_status(
-        status=status,
-        phase="finished",
-        partial=cancelled,
-        rung=None,
-        result=ladder.to_dict(),
-        finished_at=time.time(),
-    )
+    folder.finish(status, partial=cancelled, rung=None, result=ladder.to_dict())
     return ladder
 
 
