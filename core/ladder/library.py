@@ -32,7 +32,6 @@ from core.ladder.fit import PowerLawFit, fit_power_law
 from core.pretrain.sizes import training_flops
 
 LADDER = JobKind("ladder", "scaling ladder", ("ladder",))
-CORPUS_FILE = "corpus.txt"
 REFERENCE_FILE = "reference.json"
 RESULT_FILE = "result.json"
 

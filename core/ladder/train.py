@@ -36,7 +36,6 @@ from core.ladder.config import LadderConfig, RungPlan
 from core.ladder.fit import bits_per_char
 from core.ladder.jobs import PreparedLadder, check_ladder
 from core.ladder.library import (
-    CORPUS_FILE,
     LADDER,
     REFERENCE_FILE,
     RESULT_FILE,
@@ -47,6 +46,7 @@ from core.ladder.library import (
     rung_dir,
 )
 from core.ladder.reference import reference_score
+from core.pretrain.jobs import CORPUS_FILE
 from core.pretrain.library import save_tiny_model
 from core.pretrain.samples import sample_text
 from core.pretrain.sizes import training_flops
