@@ -3,17 +3,24 @@
 A result's JSON (a command's ``--json``, a page's download, a job's
 status.json) is its fields by name, in order, with nested results written
 the same way and tuples as lists. A class says only where its JSON differs
-from that rule: ``json_renamed`` for a field printed under another name (the
-name the JSON has always had), ``json_derived`` for properties worth printing
-beside the fields. A result whose JSON has another shape altogether writes
-its own ``to_json`` and still calls ``json_value`` for the parts inside.
+from that rule: a field printed under another name (the name the JSON has
+always had) says so in its metadata (``field(metadata=json_name("room"))``),
+and ``json_derived`` names the properties worth printing after the fields.
+A result whose JSON has another shape altogether writes its own ``to_json``
+and still calls ``json_value`` for the parts inside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any, ClassVar
+
+JSON_NAME = "json_name"
+
+
+def json_name(key: str) -> dict[str, str]:
+    """A field's metadata when its JSON key is not its name."""
+    return {JSON_NAME: key}
 
 
 def json_value(value: Any) -> Any:
@@ -30,13 +37,11 @@ def json_value(value: Any) -> Any:
 
 
 class JsonRecord:
-    """Mixed into a dataclass: ``to_json`` writes its fields (renamed per ``json_renamed``), then ``json_derived``."""
+    """Mixed into a dataclass: ``to_json`` writes its fields (under their ``json_name``), then ``json_derived``."""
 
-    json_renamed: ClassVar[Mapping[str, str]] = {}
     json_derived: ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
-        renamed = self.json_renamed
-        data = {renamed.get(f.name, f.name): json_value(getattr(self, f.name)) for f in fields(self)}
+        data = {f.metadata.get(JSON_NAME, f.name): json_value(getattr(self, f.name)) for f in fields(self)}
         data.update((name, json_value(getattr(self, name))) for name in self.json_derived)
         return data

@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from core.errors import InvalidInput, LabError
 from core.jobs.paths import data_root
-from core.json_records import JsonRecord
+from core.json_records import JsonRecord, json_name
 from core.rooms.codes import new_code, new_teacher_token, normalise_code, token_hash, token_matches
 from core.rooms.guesses import check_student_id, clean_guess, clean_name
 
@@ -90,9 +90,7 @@ def rooms_path() -> Path:
 class Room(JsonRecord):
     """An open room: the teacher's prompt, the model it is played with, and the round it is at."""
 
-    json_renamed: ClassVar[dict[str, str]] = {"code": "room"}
-
-    code: str
+    code: str = field(metadata=json_name("room"))
     prompt: str
     chat: bool
     model: str
@@ -126,10 +124,8 @@ class Continuation(JsonRecord):
 class RoundRecord(JsonRecord):
     """One round as stored: the prompt the class guesses after, and whether it has been revealed."""
 
-    json_renamed: ClassVar[dict[str, str]] = {"number": "round"}
-
     room: str
-    number: int
+    number: int = field(metadata=json_name("round"))
     prompt_text: str
     prompt_ids: tuple[int, ...]
     revealed: bool

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from core.distributions import NextTokenDistribution, SamplingSettings, reshape, sample_token
 from core.generation import seeded_generator
-from core.json_records import JsonRecord
+from core.json_records import JsonRecord, json_name
 from core.models import LoadedModel
 from core.tokens import token_text
 from core.tree.growth import (
@@ -58,15 +58,13 @@ class TreeNode(JsonRecord):
 class SampledTree(JsonRecord):
     """``n`` samples and the tree they make; ``seed`` is the one used, so the same draw can be made again."""
 
-    json_renamed: ClassVar[dict[str, str]] = {"root": "tree"}
-
     model: str
     prompt_ids: tuple[int, ...]
     depth: int
     settings: SamplingSettings
     seed: int
     samples: tuple[TokenPath, ...]
-    root: TreeNode
+    root: TreeNode = field(metadata=json_name("tree"))
 
 
 def merge(paths: Sequence[TokenPath], tokenizer: Any) -> TreeNode:
