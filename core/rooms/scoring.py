@@ -43,11 +43,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.distributions import next_token_distribution
-from core.json_records import JsonRecord
+from core.json_records import JsonRecord, json_name
 from core.models import LoadedModel
 from core.probe import continuation_logprobs
 from core.rooms.guesses import bucket_key, model_surface, typed_form
@@ -79,7 +79,7 @@ class GuessReading(JsonRecord):
 
 
 @dataclass(frozen=True)
-class BucketResult:
+class BucketResult(JsonRecord):
     """One bar of the class's histogram, beside the model's probability for the same word.
 
     ``model_prob`` is that of ``reading``, the spelling the model prefers
@@ -138,7 +138,7 @@ class ModelChoice(JsonRecord):
 
 
 @dataclass(frozen=True)
-class Reveal:
+class Reveal(JsonRecord):
     """A round's result: the class's histogram beside the model's probabilities, and who said what.
 
     ``buckets`` are ordered most guessed first (then the bucket guessed
@@ -149,12 +149,12 @@ class Reveal:
 
     room: str
     round: int
-    prompt_text: str
+    prompt_text: str = field(metadata=json_name("prompt"))
     revealed: bool
     model: str
-    answers: int
-    buckets: tuple[BucketResult, ...]
-    students: tuple[StudentResult, ...]
+    answers: int = field(metadata=json_name("students"))  # how many answered
+    buckets: tuple[BucketResult, ...] = field(metadata=json_name("guesses"))
+    students: tuple[StudentResult, ...] = field(metadata=json_name("answers"))  # who answered what
     model_top: tuple[ModelChoice, ...]
     agreement: float
 
@@ -172,19 +172,7 @@ class Reveal:
         return next((b for b in self.buckets if b.key == key), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "room": self.room,
-            "round": self.round,
-            "prompt": self.prompt_text,
-            "revealed": self.revealed,
-            "model": self.model,
-            "students": self.answers,
-            "guesses": [b.to_json() for b in self.buckets],
-            "answers": [s.to_json() for s in self.students],
-            "model_top": [c.to_json() for c in self.model_top],
-            "agreement": self.agreement,
-            "favourite": self.favourite.label if self.favourite else None,
-        }
+        return {**super().to_json(), "favourite": self.favourite.label if self.favourite else None}
 
 
 def guess_ids(lm: LoadedModel, surface: str) -> list[int]:
