@@ -136,14 +136,14 @@ class LadderConfig:
         ]
 
     def rung_config(self, rung: RungPlan, sample_prompt: str) -> PretrainConfig:
-        """The pretraining config one rung trains with: the ladder's data and budget, the rung's shape and rate."""
+        """The pretraining config one rung trains with: the ladder's data and budget, the rung's shape and rate.
+
+        The rung's shape is the whole of its size (its context is the ladder's: ``rung_sizes``).
+        """
         return PretrainConfig(
             corpus=self.corpus,
             tokenizer=CHAR,
-            layers=rung.size.layers,
-            d_model=rung.size.d_model,
-            heads=rung.size.heads,
-            context=self.context,
+            **asdict(rung.size),
             max_steps=self.steps,
             batch_size=self.batch_size,
             learning_rate=rung.learning_rate,
