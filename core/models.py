@@ -186,25 +186,18 @@ class LoadedModel:
                 f"llama.cpp reads {llama.n_vocab:,} tokens from {gguf.name} but the model has {self.vocab_size:,}: "
                 "use the torch engine for it."
             )
-        return dataclasses.replace(
-            self,
-            key=dataclasses.replace(self.key, engine=LLAMACPP),
-            llama=llama,
-            forward_calls=0,
-            context_length=min(self.context_length, llama.context),
-        )
+        return self._run_by(LLAMACPP, llama, min(self.context_length, llama.context))
 
     def on_torch(self) -> LoadedModel:
         """This model as torch runs it (the same weights, dequantized): what adapters, the lens and attention need."""
         if self.llama is None:
             return self
-        return dataclasses.replace(
-            self,
-            key=dataclasses.replace(self.key, engine=TORCH),
-            llama=None,
-            forward_calls=0,
-            context_length=_context_length(self.model, self.tokenizer),
-        )
+        return self._run_by(TORCH, None, _context_length(self.model, self.tokenizer))
+
+    def _run_by(self, engine: str, llama: LlamaCppEngine | None, context_length: int) -> LoadedModel:
+        """A view of the same weights that ``engine`` runs, with the context it reads; it counts its own passes."""
+        key = dataclasses.replace(self.key, engine=engine)
+        return dataclasses.replace(self, key=key, llama=llama, forward_calls=0, context_length=context_length)
 
     def with_adapter(self, adapter: AdapterRef) -> LoadedModel:
         """A view of this base model with ``adapter`` switched on, sharing its weights and lock.
