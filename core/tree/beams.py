@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import InvalidInput
-from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tree.growth import (
     MAX_BEAMS,
     ForwardMany,
     Growing,
+    GrownFrom,
     TokenPath,
     _forward_many,
     advance,
@@ -43,15 +43,12 @@ class Beam(TokenPath):
 
 
 @dataclass(frozen=True)
-class BeamSearch(JsonRecord):
+class BeamSearch(GrownFrom):
     """The beams found, best first, and the greedy path (width 1) beside them."""
 
     json_derived = ("differs_from_greedy",)
 
-    model: str
-    prompt_ids: tuple[int, ...]
     width: int
-    depth: int
     length_penalty: float
     beams: tuple[Beam, ...]
     greedy: Beam
@@ -139,4 +136,4 @@ def beam_search(
         if greedy_at is not None:
             greedy = grown[greedy_at]
     ranked = sorted((_beam(lm, b, alpha) for b in beams), key=lambda b: -b.score)
-    return BeamSearch(lm.display_name, tuple(prompt_ids), width, depth, alpha, tuple(ranked), _beam(lm, greedy, alpha))
+    return BeamSearch(lm.display_name, tuple(prompt_ids), depth, width, alpha, tuple(ranked), _beam(lm, greedy, alpha))

@@ -110,6 +110,15 @@ def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -
 
 
 @dataclass(frozen=True)
+class GrownFrom(JsonRecord):
+    """What every tree grown after a prompt records first: the model, the prompt's ids and the depth asked for."""
+
+    model: str
+    prompt_ids: tuple[int, ...]
+    depth: int
+
+
+@dataclass(frozen=True)
 class TokenPath(JsonRecord):
     """A grown continuation: its tokens, each one's log-probability and their sum.
 

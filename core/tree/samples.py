@@ -24,6 +24,7 @@ from core.tree.growth import (
     MAX_SAMPLES,
     ForwardMany,
     Growing,
+    GrownFrom,
     TokenPath,
     _forward_many,
     advance,
@@ -55,12 +56,9 @@ class TreeNode(JsonRecord):
 
 
 @dataclass(frozen=True)
-class SampledTree(JsonRecord):
+class SampledTree(GrownFrom):
     """``n`` samples and the tree they make; ``seed`` is the one used, so the same draw can be made again."""
 
-    model: str
-    prompt_ids: tuple[int, ...]
-    depth: int
     settings: SamplingSettings
     seed: int
     samples: tuple[TokenPath, ...]
