@@ -38,13 +38,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from bench.load_test import MB, Latency, Request, RssSampler, Timed, cpu_seconds, run_at_once
 from bench.streamlit_session import AppSession, RunResult, SessionError
+from core.json_records import JsonRecord
 from core.rooms.store import RoomStore
 
 PROMPT = "The capital of France is"
@@ -59,7 +59,7 @@ KINDS = ("open room", "join", "guess", "poll", "result", "new round", "reveal", 
 
 
 @dataclass
-class ClassReport:
+class ClassReport(JsonRecord):
     """One class: how the server answered ``users`` phones and the teacher's screen for ``duration_s``."""
 
     users: int
@@ -74,9 +74,6 @@ class ClassReport:
     server_rss_start_mb: float
     server_rss_peak_mb: float
     cpu_s: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def round_shown(result: RunResult) -> int | None:

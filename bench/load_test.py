@@ -56,7 +56,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 from bench.streamlit_session import AppSession, RunResult, SessionError  # noqa: E402
 from core.access import TEACHER_SECRET_ENV  # noqa: E402
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, API_MODEL_ENV, DEFAULT_BACKEND_ENV  # noqa: E402
+from core.json_records import JsonRecord  # noqa: E402
 
 PAGE = "explorer"
 GENERATE, PROMPT = "⏩ Generate", "Prompt"  # the explorer's widget labels
@@ -145,16 +146,13 @@ class ScenarioReport:
 
 
 @dataclass
-class LoadReport:
+class LoadReport(JsonRecord):
     settings: dict[str, Any]
     machine: dict[str, Any]
     warmup_s: float  # first page view: model load and first forward pass
     scenarios: list[ScenarioReport] = field(default_factory=list)
     class_rooms: list[Any] = field(default_factory=list)  # bench.class_scenario.ClassReport, with --class-room
     problems: list[str] = field(default_factory=list)  # what could not be measured, and why
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class RssSampler:
@@ -645,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     report = run(args, say)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_json(), indent=2))
     elif args.class_room:
         from bench.class_scenario import class_table
 

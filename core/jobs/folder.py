@@ -106,7 +106,7 @@ class JobFolder:
 
     def set_process(self, process: ProcessId) -> None:
         if self.writable:
-            write_json_atomic(self.file("process.json"), process.to_dict())
+            write_json_atomic(self.file("process.json"), process.to_json())
 
     def append_line(self, name: str, row: dict[str, Any]) -> None:
         """Append ``row`` to the JSON-lines file ``name``."""

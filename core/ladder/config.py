@@ -25,6 +25,7 @@ from typing import Any
 
 from core.checks import check_seed, config_from_dict, whole
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.pretrain.architecture import TinyModelSize, parameter_count
 from core.pretrain.config import DEVICES, MAX_SAMPLE_CHARS, PretrainConfig
 from core.pretrain.corpus import DEFAULT_CORPUS
@@ -83,7 +84,7 @@ class RungPlan:
 
 
 @dataclass
-class LadderConfig:
+class LadderConfig(JsonRecord):
     """Everything that decides a ladder; saved as the job's ``config.json``."""
 
     corpus: str = DEFAULT_CORPUS  # a built-in corpus's name, or a path to a UTF-8 .txt file
@@ -154,9 +155,6 @@ class LadderConfig:
             seed=self.seed,
             device=self.device,
         ).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LadderConfig:

@@ -95,7 +95,7 @@ def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
 
 def create_ladder_job(config: LadderConfig, job_dir: Path, corpus: Corpus, plan: list[RungPlan]) -> JobFolder:
     """Write a new ladder folder, status ``queued``: its config, its corpus, its plan."""
-    return new_corpus_job(job_dir, config.to_dict(), corpus, LADDER, plan=plan_rows(plan))
+    return new_corpus_job(job_dir, config.to_json(), corpus, LADDER, plan=plan_rows(plan))
 
 
 def start_ladder_job(config: LadderConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:
@@ -140,8 +140,8 @@ def reopen_ladder(path: Path, config: LadderConfig) -> LadderResult | None:
     if ladder.config != config:
         differences = ", ".join(
             f"{key} {old!r} there, {new!r} asked"
-            for key, old in ladder.config.to_dict().items()
-            if (new := config.to_dict()[key]) != old
+            for key, old in ladder.config.to_json().items()
+            if (new := config.to_json()[key]) != old
         )
         raise InvalidInput(
             f"{str(path)!r} holds a ladder trained with other settings ({differences}): give a new folder."

@@ -53,7 +53,7 @@ def create_pretrain_job(
     """Write a new pretraining job folder, status ``queued``; its model goes to ``model_dir`` (or ``<job>/model``)."""
     config.validate()
     model_dir = Path(model_dir or Path(job_dir) / "model").resolve()
-    return new_corpus_job(job_dir, config.to_dict(), corpus, PRETRAIN, model_dir=str(model_dir))
+    return new_corpus_job(job_dir, config.to_json(), corpus, PRETRAIN, model_dir=str(model_dir))
 
 
 def start_pretrain_job(config: PretrainConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:
