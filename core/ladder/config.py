@@ -82,6 +82,18 @@ class RungPlan:
     parameters: int
     learning_rate: float
 
+    def row(self) -> dict[str, Any]:
+        """The rung flat, as status.json's plan lists it and its result begins: number, shape, rate, parameters."""
+        size = self.size
+        return {
+            "number": self.number,
+            "layers": size.layers,
+            "d_model": size.d_model,
+            "heads": size.heads,
+            "learning_rate": self.learning_rate,
+            "parameters": self.parameters,
+        }
+
 
 @dataclass
 class LadderConfig(JsonRecord):

@@ -49,21 +49,6 @@ class PreparedLadder:
         return self.plan[-1]
 
 
-def plan_rows(plan: list[RungPlan]) -> list[dict[str, object]]:
-    """The plan as status.json records it, for a page to show before the first rung ends."""
-    return [
-        {
-            "number": r.number,
-            "layers": r.size.layers,
-            "d_model": r.size.d_model,
-            "heads": r.size.heads,
-            "learning_rate": r.learning_rate,
-            "parameters": r.parameters,
-        }
-        for r in plan
-    ]
-
-
 def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
     """Plan the rungs for ``text`` and refuse, in one sentence, a ladder that cannot be trained well here."""
     config.validate()
@@ -95,7 +80,8 @@ def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
 
 def create_ladder_job(config: LadderConfig, job_dir: Path, corpus: Corpus, plan: list[RungPlan]) -> JobFolder:
     """Write a new ladder folder, status ``queued``: its config, its corpus, its plan."""
-    return new_corpus_job(job_dir, config.to_json(), corpus, LADDER, plan=plan_rows(plan))
+    # the plan, for a page to show before the first rung ends
+    return new_corpus_job(job_dir, config.to_json(), corpus, LADDER, plan=[rung.row() for rung in plan])
 
 
 def start_ladder_job(config: LadderConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:

@@ -203,12 +203,7 @@ def _rung_result(
     curve = curve_points(rows, parameters, config.batch_size * config.context)
     eval_loss = trained.eval_loss_after
     return RungResult(
-        number=rung.number,
-        layers=rung.size.layers,
-        d_model=rung.size.d_model,
-        heads=rung.size.heads,
-        learning_rate=rung.learning_rate,
-        parameters=parameters,
+        **{**rung.row(), "parameters": parameters},
         steps=trained.steps,
         max_steps=trained.max_steps,
         partial=trained.partial,
