@@ -12,23 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.errors import InvalidInput
 from core.models import LoadedModel
-from core.tree.growth import (
-    MAX_BEAMS,
-    ForwardMany,
-    Growing,
-    GrownFrom,
-    TokenPath,
-    _forward_many,
-    advance,
-    check_count,
-    check_depth,
-    prompt_ids_with_room,
-    start,
-)
-
-MAX_LENGTH_PENALTY = 2.0
+from core.tree.growth import Growing, GrownFrom, TokenPath, advance, check_beam_search, prompt_ids_with_room, start
 
 
 @dataclass(frozen=True)
@@ -85,16 +70,6 @@ def _best_steps(beams: list[Growing], width: int, length_penalty: float) -> list
     return [(beam, token) for _, beam, token in candidates[:width]]
 
 
-def check_beam_search(width: int, depth: int, length_penalty: float) -> float:
-    """Refuse a width, depth or length penalty out of range (before any model is loaded); the penalty as a float."""
-    check_count(width, 1, MAX_BEAMS, "The beam width must be between {low} and {high}; got {value!r}.")
-    check_depth(depth)
-    alpha = length_penalty
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= MAX_LENGTH_PENALTY:
-        raise InvalidInput(f"The length penalty must be between 0 and {MAX_LENGTH_PENALTY:g}; got {alpha!r}.")
-    return float(alpha)
-
-
 def beam_search(
     lm: LoadedModel,
     prompt: str,
@@ -102,7 +77,6 @@ def beam_search(
     depth: int = 8,
     length_penalty: float = 0.0,
     chat: bool = False,
-    forward_many: ForwardMany = _forward_many,
 ) -> BeamSearch:
     """Keep the ``width`` best continuations at each depth, for up to ``depth`` tokens; best first.
 
@@ -115,7 +89,7 @@ def beam_search(
     """
     alpha = check_beam_search(width, depth, length_penalty)
     prompt_ids = prompt_ids_with_room(lm, prompt, chat, depth)
-    root = start(lm, prompt_ids, forward_many)
+    root = start(lm, prompt_ids)
     beams, greedy = [root], root
     for step in range(depth):
         if all(b.finished for b in beams) and greedy.finished:
@@ -130,7 +104,7 @@ def beam_search(
             greedy_at = next((i for i, (b, t) in enumerate(steps) if b is greedy and t == best), len(steps))
             if greedy_at == len(steps):
                 steps.append((greedy, best))
-        grown = advance(lm, steps, step < depth - 1, forward_many)
+        grown = advance(lm, steps, step < depth - 1)
         children = iter(grown)
         beams = [beam if token is None else next(children) for beam, token in chosen]
         if greedy_at is not None:

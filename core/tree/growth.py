@@ -26,6 +26,7 @@ MAX_BEAMS = 16
 MAX_DEPTH = 32
 MAX_SAMPLES = 64
 MAX_CHILDREN = 50
+MAX_LENGTH_PENALTY = 2.0
 
 Request = tuple[list[int], Any, bool]  # (new ids, past KV cache or None, last_only), as LoadedModel.forward takes
 ForwardMany = Callable[[LoadedModel, list[Request]], list[tuple[torch.Tensor, Any]]]
@@ -57,14 +58,14 @@ class Growing:
         return self
 
 
-def start(lm: LoadedModel, prompt_ids: list[int], forward_many: ForwardMany) -> Growing:
+def start(lm: LoadedModel, prompt_ids: list[int], forward_many: ForwardMany = _forward_many) -> Growing:
     """The empty continuation: one pass over the prompt."""
     ((logits, past),) = forward_many(lm, [(prompt_ids, None, True)])
     return Growing([], []).see(logits[-1], past)
 
 
 def advance(
-    lm: LoadedModel, steps: Sequence[tuple[Growing, int]], run_model: bool, forward_many: ForwardMany
+    lm: LoadedModel, steps: Sequence[tuple[Growing, int]], run_model: bool, forward_many: ForwardMany = _forward_many
 ) -> list[Growing]:
     """Each (parent, token) becomes a child; the unfinished children go to the model in one call.
 
@@ -96,6 +97,22 @@ def check_count(value: int, low: int, high: int, sentence: str) -> int:
 
 def check_depth(depth: int) -> int:
     return check_count(depth, 1, MAX_DEPTH, "The depth must be between {low} and {high} tokens; got {value!r}.")
+
+
+def check_beam_search(width: int, depth: int, length_penalty: float) -> float:
+    """Refuse a width, depth or length penalty out of range (before any model is loaded); the penalty as a float."""
+    check_count(width, 1, MAX_BEAMS, "The beam width must be between {low} and {high}; got {value!r}.")
+    check_depth(depth)
+    alpha = length_penalty
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= MAX_LENGTH_PENALTY:
+        raise InvalidInput(f"The length penalty must be between 0 and {MAX_LENGTH_PENALTY:g}; got {alpha!r}.")
+    return float(alpha)
+
+
+def check_samples(n: int, depth: int) -> None:
+    """Refuse a number of samples or a depth out of range (before any model is loaded)."""
+    check_count(n, 1, MAX_SAMPLES, "The number of samples must be between {low} and {high}; got {value!r}.")
+    check_depth(depth)
 
 
 def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -> list[int]:

@@ -21,15 +21,13 @@ from core.json_records import JsonRecord, json_name
 from core.models import LoadedModel
 from core.tokens import token_text
 from core.tree.growth import (
-    MAX_SAMPLES,
     ForwardMany,
     Growing,
     GrownFrom,
     TokenPath,
     _forward_many,
     advance,
-    check_count,
-    check_depth,
+    check_samples,
     prompt_ids_with_room,
     start,
 )
@@ -96,12 +94,6 @@ def _draw(lm: LoadedModel, path: Growing, settings: SamplingSettings, generator:
         return int(torch.argmax(path.logits))
     dist = NextTokenDistribution(lm.display_name, tuple(path.ids), path.logits, lm.tokenizer)
     return sample_token(reshape(dist, settings), generator)
-
-
-def check_samples(n: int, depth: int) -> None:
-    """Refuse a number of samples or a depth out of range (before any model is loaded)."""
-    check_count(n, 1, MAX_SAMPLES, "The number of samples must be between {low} and {high}; got {value!r}.")
-    check_depth(depth)
 
 
 def sample_tree(
