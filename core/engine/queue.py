@@ -39,6 +39,7 @@ class PassQueue(ABC, Generic[Queued, Handle]):
     def forward(
         self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None
     ) -> tuple[torch.Tensor, Handle]:
+        """One pass, waited for: what ``LoadedModel.forward`` calls."""
         return self.submit(ids, past, last_only, adapter).result()
 
     def _enqueue(self, request: Queued) -> None:

@@ -69,6 +69,7 @@ class Decoding:
         )
 
     def check(self, backend: Backend) -> None:
+        """Refuse these settings before any item is asked (``check_decoding``)."""
         check_decoding(backend, self.settings, self.max_new_tokens)
 
 
