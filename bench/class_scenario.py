@@ -38,13 +38,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from bench.load_test import MB, Latency, RssSampler, cpu_seconds
+from bench.load_test import MB, Latency, Request, RssSampler, Timed, cpu_seconds, run_at_once
 from bench.streamlit_session import AppSession, RunResult, SessionError
+from core.json_records import JsonRecord
 from core.rooms.store import RoomStore
 
 PROMPT = "The capital of France is"
@@ -59,14 +59,7 @@ KINDS = ("open room", "join", "guess", "poll", "result", "new round", "reveal", 
 
 
 @dataclass
-class Request:
-    kind: str
-    seconds: float
-    error: str | None = None
-
-
-@dataclass
-class ClassReport:
+class ClassReport(JsonRecord):
     """One class: how the server answered ``users`` phones and the teacher's screen for ``duration_s``."""
 
     users: int
@@ -82,9 +75,6 @@ class ClassReport:
     server_rss_peak_mb: float
     cpu_s: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def round_shown(result: RunResult) -> int | None:
     found = next((ROUND.search(t) for t in result.texts if ROUND.search(t)), None)
@@ -93,26 +83,6 @@ def round_shown(result: RunResult) -> int | None:
 
 def says(result: RunResult, words: str) -> bool:
     return any(words in t for t in result.texts)
-
-
-class Timed:
-    """Requests of one simulated person, each timed and checked."""
-
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-
-    def timed(self, kind: str, action: Callable[[], RunResult], check: Callable[[RunResult], str | None]) -> RunResult:
-        began = time.perf_counter()
-        try:
-            result = action()
-        except SessionError as exc:
-            self.requests.append(Request(kind, time.perf_counter() - began, str(exc)))
-            raise
-        error = "; ".join(result.problems) or check(result)
-        self.requests.append(Request(kind, result.seconds, error))
-        if error:
-            raise SessionError(f"{kind}: {error}")
-        return result
 
 
 class Phone(Timed):
@@ -259,20 +229,13 @@ def run_class(
     """One class of ``users`` students and their teacher on the app at ``base_url`` (started with ``secret``)."""
     teacher = Teacher(base_url, secret, users, args)
     code = teacher.open_room()
-    start = threading.Barrier(users + 2)
     processes = {"server": server_pid, "load_test": os.getpid()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     with RssSampler(server_pid, None) as memory:
         began = time.monotonic()
         deadline = began + args.duration
         phones = [Phone(base_url, code, user, args, deadline) for user in range(users)]
-        threads = [threading.Thread(target=p.run, args=(start,), daemon=True) for p in phones]
-        threads.append(threading.Thread(target=teacher.run, args=(code, start, deadline), daemon=True))
-        for thread in threads:
-            thread.start()
-        start.wait()
-        for thread in threads:
-            thread.join()
+        run_at_once([*(phone.run for phone in phones), lambda start: teacher.run(code, start, deadline)])
         wall = time.monotonic() - began
     requests = [r for who in (teacher, *phones) for r in who.requests]
     errors = [r.error for r in requests if r.error]

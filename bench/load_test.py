@@ -57,7 +57,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -70,6 +70,7 @@ sys.path.insert(0, str(ROOT))
 from bench.streamlit_session import AppSession, RunResult, SessionError  # noqa: E402
 from core.access import TEACHER_SECRET_ENV  # noqa: E402
 from core.backends.openai_api import ALLOWED_BASE_URLS_ENV, API_MODEL_ENV, DEFAULT_BACKEND_ENV  # noqa: E402
+from core.json_records import JsonRecord  # noqa: E402
 from core.models import CLASS_SERVER_ENV  # noqa: E402
 
 PAGE = "explorer"
@@ -150,16 +151,13 @@ class ScenarioReport:
 
 
 @dataclass
-class LoadReport:
+class LoadReport(JsonRecord):
     settings: dict[str, Any]
     machine: dict[str, Any]
     warmup_s: float  # first page view: model load and first forward pass
     scenarios: list[ScenarioReport] = field(default_factory=list)
     class_rooms: list[Any] = field(default_factory=list)  # bench.class_scenario.ClassReport, with --class-room
     problems: list[str] = field(default_factory=list)  # what could not be measured, and why
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class RssSampler:
@@ -359,13 +357,45 @@ def check_generation(result: RunResult, path_before: int) -> str | None:
     return None
 
 
-class Student:
+def run_at_once(people: list[Callable[[threading.Barrier], None]]) -> None:
+    """Each simulated person in a thread of their own, all released at the same moment; back once all are done."""
+    start = threading.Barrier(len(people) + 1)
+    threads = [threading.Thread(target=person, args=(start,), daemon=True) for person in people]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    for thread in threads:
+        thread.join()
+
+
+class Timed:
+    """Requests of one simulated person, each timed and checked (a student here, a phone or the teacher in a class)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    def timed(self, kind: str, action: Callable[[], RunResult], check: Callable[[RunResult], str | None]) -> RunResult:
+        """``action``'s answer, timed and recorded; ``SessionError`` if it failed or the page or ``check`` saw fault."""
+        began = time.perf_counter()
+        try:
+            result = action()
+        except SessionError as exc:
+            self.requests.append(Request(kind, time.perf_counter() - began, str(exc)))
+            raise
+        error = "; ".join(result.problems) or check(result)
+        self.requests.append(Request(kind, result.seconds, error))
+        if error:
+            raise SessionError(f"{kind}: {error}")
+        return result
+
+
+class Student(Timed):
     """One simulated student: a session on the explorer, doing rounds until the deadline."""
 
     def __init__(self, base_url: str, scenario: int, user: int, args: argparse.Namespace, deadline: float) -> None:
+        super().__init__()
         self.base_url, self.scenario, self.user, self.args, self.deadline = base_url, scenario, user, args, deadline
         self.random = random.Random(scenario * 1000 + user)
-        self.requests: list[Request] = []
         self.rounds = 0
         self.steered = 0  # tokens on the steered path of the prompt now shown
 
@@ -379,15 +409,13 @@ class Student:
         check: Callable[[RunResult], str | None],
         opening: bool = False,
     ) -> bool:
-        began = time.perf_counter()
         try:
-            result = action()
-        except SessionError as exc:
-            self.requests.append(Request(kind, time.perf_counter() - began, str(exc), opening))
+            self.timed(kind, action, check)
+        except SessionError:
             return False
-        error = check(result)
-        self.requests.append(Request(kind, result.seconds, error, opening))
-        return error is None
+        finally:
+            self.requests[-1].opening = opening
+        return True
 
     def run(self, start: threading.Barrier) -> None:
         start.wait()
@@ -443,23 +471,13 @@ def run_scenario(
     args: argparse.Namespace,
     finetune: tuple[int, Path] | None = None,
 ) -> ScenarioReport:
-    start = threading.Barrier(users + 1)
-    students: list[Student] = []
-    threads = []
     processes = {"server": server_pid, "finetune": finetune[0] if finetune else None, "load_test": os.getpid()}
     cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     with RssSampler(server_pid, processes["finetune"]) as memory:
         steps_before = finetune_step(finetune[1]) if finetune else None
         began = time.monotonic()
-        for user in range(users):
-            student = Student(base_url, scenario, user, args, began + args.duration)
-            students.append(student)
-            threads.append(threading.Thread(target=student.run, args=(start,), daemon=True))
-        for thread in threads:
-            thread.start()
-        start.wait()
-        for thread in threads:
-            thread.join()
+        students = [Student(base_url, scenario, user, args, began + args.duration) for user in range(users)]
+        run_at_once([student.run for student in students])
         wall = time.monotonic() - began
         steps_after = finetune_step(finetune[1]) if finetune else None
     cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 1) for name, pid in processes.items() if pid}
@@ -668,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     report = run(args, say)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_json(), indent=2))
     elif args.class_room:
         from bench.class_scenario import class_table
 

@@ -29,7 +29,7 @@ from core.distributions import (
 from core.errors import InvalidInput
 from core.models import LoadedModel
 from core.result_cache import ResultCache
-from core.tokens import check_fits, check_token_ids, display_token
+from core.tokens import check_fits, check_token_ids
 
 MAX_NEW_TOKENS = 2048
 REPLAY_CACHE: ResultCache[tuple[GenerationStep, ...]] = ResultCache(capacity=128)
@@ -51,10 +51,6 @@ class GenerationStep:
     rank: int
     alternatives: tuple[TokenProb, ...]
     finished: bool
-
-    @property
-    def display(self) -> str:
-        return display_token(self.chosen.token)
 
 
 def step_for(

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import gc
+import inspect
 import json
 import os
 import shutil
@@ -35,11 +37,11 @@ import socket
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 from urllib.parse import urlparse
 
 import torch
@@ -63,6 +65,7 @@ ENGINES: dict[str, str] = {TORCH: "torch", LLAMACPP: "llama.cpp"}  # the names o
 # Any one of these makes a folder's tokenizer loadable (fast, sentencepiece, or GPT-2's byte-level BPE).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 MAX_MODELS_IN_MEMORY = int(os.environ.get("LLM_LAB_MAX_MODELS", "2"))
+P = ParamSpec("P")
 if os.environ.get("LLM_LAB_TORCH_THREADS"):  # e.g. 1 on a machine whose other cores serve the app's sessions
     torch.set_num_threads(int(os.environ["LLM_LAB_TORCH_THREADS"]))
 
@@ -201,25 +204,18 @@ class LoadedModel:
                 f"llama.cpp reads {llama.n_vocab:,} tokens from {gguf.name} but the model has {self.vocab_size:,}: "
                 "use the torch engine for it."
             )
-        return dataclasses.replace(
-            self,
-            key=dataclasses.replace(self.key, engine=LLAMACPP),
-            llama=llama,
-            forward_calls=0,
-            context_length=min(self.context_length, llama.context),
-        )
+        return self._run_by(LLAMACPP, llama, min(self.context_length, llama.context))
 
     def on_torch(self) -> LoadedModel:
         """This model as torch runs it (the same weights, dequantized): what adapters, the lens and attention need."""
         if self.llama is None:
             return self
-        return dataclasses.replace(
-            self,
-            key=dataclasses.replace(self.key, engine=TORCH),
-            llama=None,
-            forward_calls=0,
-            context_length=_context_length(self.model, self.tokenizer),
-        )
+        return self._run_by(TORCH, None, _context_length(self.model, self.tokenizer))
+
+    def _run_by(self, engine: str, llama: LlamaCppEngine | None, context_length: int) -> LoadedModel:
+        """A view of the same weights that ``engine`` runs, with the context it reads; it counts its own passes."""
+        key = dataclasses.replace(self.key, engine=engine)
+        return dataclasses.replace(self, key=key, llama=llama, forward_calls=0, context_length=context_length)
 
     def with_adapter(self, adapter: AdapterRef) -> LoadedModel:
         """A view of this base model with ``adapter`` switched on, sharing its weights and lock.
@@ -691,15 +687,25 @@ def model_key(
     return key
 
 
-def load_model(
-    name: str = EMBEDDED_MODEL,
-    dtype: str = DEFAULT_DTYPE,
-    device: str = "auto",
-    restricted: bool = False,
-    may_load_new: bool = True,
-    engine: str = TORCH,
-) -> LoadedModel:
-    """The shared, loaded model for (name, dtype, device, engine), loading it if needed.
+def _takes_key_parameters(
+    key_of: Callable[P, ModelKey],
+) -> Callable[[Callable[[ModelKey], LoadedModel]], Callable[P, LoadedModel]]:
+    """A loader called with what ``key_of`` takes, and given the key it makes: one list of parameters, one of checks."""
+
+    def decorate(load: Callable[[ModelKey], LoadedModel]) -> Callable[P, LoadedModel]:
+        @functools.wraps(load)
+        def loader(*args: P.args, **kwargs: P.kwargs) -> LoadedModel:
+            return load(key_of(*args, **kwargs))
+
+        loader.__signature__ = inspect.signature(key_of).replace(return_annotation=LoadedModel)
+        return loader
+
+    return decorate
+
+
+@_takes_key_parameters(model_key)
+def load_model(key: ModelKey) -> LoadedModel:
+    """The shared, loaded model for (name, dtype, device, engine), loading it if needed; called as ``model_key`` is.
 
     ``restricted``: the name was typed into the shared app, so a local path
     must lie in LLM Lab's own folders (``check_model_location``). Every page
@@ -711,7 +717,7 @@ def load_model(
     loading another takes every core for seconds to minutes and memory the
     whole class shares, so it is the teacher's to do.
     """
-    return MODEL_CACHE.get(model_key(name, dtype, device, restricted, may_load_new, engine))
+    return MODEL_CACHE.get(key)
 
 
 def load_unshared(name: str, dtype: str = DEFAULT_DTYPE, device: str = "auto", restricted: bool = False) -> LoadedModel:

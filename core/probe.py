@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from core.distributions import PREFIX_CACHE, next_token_distribution
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tokens import ShownToken, check_fits, token_text
 
@@ -41,8 +42,10 @@ class ProbedToken(ShownToken):
 
 
 @dataclass(frozen=True)
-class TargetProbe:
+class TargetProbe(JsonRecord):
     """The target's tokens, each scored; the whole string's probability is their product."""
+
+    json_derived = ("prob", "logprob")
 
     target: str
     tokens: tuple[ProbedToken, ...]
@@ -54,14 +57,6 @@ class TargetProbe:
     @property
     def prob(self) -> float:
         return math.exp(self.logprob)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "target": self.target,
-            "prob": self.prob,
-            "logprob": self.logprob,
-            "tokens": [asdict(t) for t in self.tokens],
-        }
 
 
 def probe_target(lm: LoadedModel, prompt_ids: Sequence[int], target: str) -> TargetProbe:

@@ -53,9 +53,8 @@ from ui.build_charts import breakdown_figure, samples_html, sizes_figure, window
 from ui.charts import PLOTLY_CONFIG, loss_figure
 from ui.corpus import corpus_choice as shared_corpus_choice
 from ui.jobs import (
-    attached_job,
     duration,
-    follow_job,
+    follow_attached_job,
     model_card,
     report_later,
     saved_list,
@@ -68,6 +67,7 @@ from ui.session import (
     current_model,
     presenting,
     require_teacher,
+    teacher_callback,
     teacher_only,
     using_api,
 )
@@ -233,12 +233,12 @@ def size_panel(corpus: Corpus) -> None:
         st.warning(f"The corpus ({corpus_tokens:,} tokens) is too short for a context of {size.context}.", icon="✂️")
 
 
+@teacher_callback(TRAIN, report)
 def _start(corpus: Corpus) -> None:
-    try:
-        require_teacher(TRAIN)
-        st.query_params[RUN] = start_pretrain_job(_config(corpus), corpus).name
-    except LabError as exc:
-        report(exc)
+    st.query_params[RUN] = start_pretrain_job(_config(corpus), corpus).name
+
+
+_delete = teacher_callback(DELETE, report)(delete_tiny_model)
 
 
 def _open_in_explorer(model_dir: Path) -> None:
@@ -268,14 +268,6 @@ def _open_button(model_dir: Path | str, key: str) -> None:
     )
     if locked:
         st.caption(locked)
-
-
-def _delete(name: str) -> None:
-    try:
-        require_teacher(DELETE)
-        delete_tiny_model(name)
-    except LabError as exc:
-        report(exc)
 
 
 def _samples(job: JobState) -> None:
@@ -374,9 +366,7 @@ def train_section() -> None:
         size_panel(corpus)
         start_button("▶ Train", "bd_train", functools.partial(_start, corpus), "the job", teacher_only(TRAIN))
     show_reported(ERROR)
-    job = attached_job(RUN, find_pretrain_job, PRETRAIN)
-    if job is not None:
-        follow_job(job, f"Training {job.name}", "model", _curve_and_samples, _finished)
+    follow_attached_job(RUN, find_pretrain_job, PRETRAIN, "Training", "model", _curve_and_samples, _finished)
 
 
 # --- What large means ------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from ui.router import require_router
 
 require_router()
 
-import json
 
 import pandas as pd
 import streamlit as st
@@ -22,7 +21,6 @@ from core.compare import Comparison, contenders, run_comparison
 from core.datasets import BUILTIN_DATASETS, Dataset, load_dataset, parse_upload, typed_items
 from core.distributions import SamplingSettings, next_token_distribution
 from core.errors import LabError
-from core.exports import safe_csv
 from core.finetune import list_adapters, saved_adapter
 from core.prompts import Example, pick_shots, prompt_ids, shared_opening
 from core.shift import distribution_shift
@@ -37,7 +35,7 @@ from ui.session import (
     show_error,
     using_api,
 )
-from ui.widgets import choice
+from ui.widgets import choice, export_buttons
 
 DATASET, UPLOAD, SOURCE, COUNT, TYPED = "cmp_dataset", "cmp_upload", "cmp_source", "cmp_count", "cmp_typed"
 ON_TORCH = "adapters run on torch, and so does the base model here, so that columns differ only by the adapter."
@@ -216,14 +214,7 @@ def _results(result: Comparison) -> None:
     )
     widths = {name: st.column_config.TextColumn(width="medium") for name in side.columns if name != "expected"}
     st.dataframe(side, hide_index=True, width="stretch", column_config=widths)
-    left, right = st.columns(2)
-    left.download_button("⬇ Comparison as CSV", safe_csv(result.table_rows()), "comparison.csv", "text/csv")
-    right.download_button(
-        "⬇ Comparison as JSON",
-        json.dumps(result.to_json(), ensure_ascii=False, indent=1),
-        "comparison.json",
-        "application/json",
-    )
+    export_buttons("Comparison", result.table_rows(), result.to_json(), "comparison")
 
 
 @st.fragment

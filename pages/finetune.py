@@ -35,8 +35,8 @@ from core.jobs.folder import JobState, read_job
 from core.jobs.lock import running_job
 from core.jobs.training import TrainingResult
 from ui.charts import PLOTLY_CONFIG, loss_figure
-from ui.jobs import attached_job, duration, follow_job, model_card, report_later, saved_list, show_reported
-from ui.session import MODEL_NAME, choose_adapter, presenting, require_teacher, show_error, teacher_only
+from ui.jobs import duration, follow_attached_job, model_card, report_later, saved_list, show_reported
+from ui.session import MODEL_NAME, choose_adapter, presenting, show_error, teacher_callback, teacher_only
 
 SOURCE, UPLOAD, JOB, ERROR, NEW_NAME = "ft_source", "ft_upload", "job", "ft_error", "ft_new_name"
 ESTIMATE_JOB, GO_EXPLORE, GO_COMPARE = "ft_estimate_job", "ft_go_explore", "ft_go_compare"
@@ -97,29 +97,23 @@ def _config(dataset: Dataset) -> FinetuneConfig:
     )
 
 
+@teacher_callback(TRAIN, report)
 def _start(config: FinetuneConfig, dataset: Dataset) -> None:
-    try:
-        require_teacher(TRAIN)
-        st.query_params[JOB] = start_job(config, dataset).name
-    except LabError as exc:
-        report(exc)
+    st.query_params[JOB] = start_job(config, dataset).name
 
 
+@teacher_callback(TRAIN, report)  # it takes the machine's one-job lock and every core, for a few seconds
 def _estimate(config: FinetuneConfig, dataset: Dataset) -> None:
-    try:
-        require_teacher(TRAIN)  # it takes the machine's one-job lock and every core, for a few seconds
-        st.session_state[ESTIMATE_JOB] = start_estimate(config, dataset)
-    except LabError as exc:
-        report(exc)
+    st.session_state[ESTIMATE_JOB] = start_estimate(config, dataset)
 
 
+@teacher_callback(CHANGE, report)
 def _rename(name: str) -> None:
-    try:
-        require_teacher(CHANGE)
-        rename_adapter(name, st.session_state[NEW_NAME])
-        st.session_state[NEW_NAME] = ""
-    except LabError as exc:
-        report(exc)
+    rename_adapter(name, st.session_state[NEW_NAME])
+    st.session_state[NEW_NAME] = ""
+
+
+_delete = teacher_callback(CHANGE, report)(delete_adapter)
 
 
 def _use_in_explorer(name: str) -> None:
@@ -129,14 +123,6 @@ def _use_in_explorer(name: str) -> None:
 
 def _compare(name: str) -> None:
     st.session_state[GO_COMPARE] = name
-
-
-def _delete(name: str) -> None:
-    try:
-        require_teacher(CHANGE)
-        delete_adapter(name)
-    except LabError as exc:
-        report(exc)
 
 
 def _open_compare(name: str) -> None:
@@ -287,7 +273,5 @@ if dataset is not None:
             _estimate_panel(st.session_state[ESTIMATE_JOB])
 
 show_reported(ERROR)
-job = attached_job(JOB, find_finetune_job, FINETUNE)
-if job is not None:
-    follow_job(job, f"Job {job.name}", "adapter", _curve, _finished)
+follow_attached_job(JOB, find_finetune_job, FINETUNE, "Job", "adapter", _curve, _finished)
 _adapters()

@@ -48,7 +48,7 @@ from core.pretrain.sizes import scientific, short_count
 from core.pretrain.tokenizer import CHAR, vocabulary_size
 from ui.charts import PLOTLY_CONFIG
 from ui.corpus import corpus_choice as shared_corpus_choice
-from ui.jobs import attached_job, duration, follow_job, report_later, saved_list, show_reported, start_button
+from ui.jobs import duration, follow_attached_job, report_later, saved_list, show_reported, start_button
 from ui.ladder_charts import (
     METRIC_TITLES,
     P_EXPECTED,
@@ -57,7 +57,7 @@ from ui.ladder_charts import (
     scaling_figure,
     task_figure,
 )
-from ui.session import is_teacher, presenting, require_teacher, teacher_only
+from ui.session import is_teacher, presenting, teacher_callback, teacher_only
 from ui.widgets import choice
 
 CORPUS, UPLOAD, RUNGS, SEED = "ld_corpus", "ld_upload", "ld_rungs", "ld_seed"
@@ -127,12 +127,12 @@ def plan_table(config: LadderConfig, corpus: Corpus) -> None:
     )
 
 
+@teacher_callback(TRAIN, report)
 def _start(corpus: Corpus) -> None:
-    try:
-        require_teacher(TRAIN)
-        st.query_params[RUN] = start_ladder_job(_config(corpus), corpus).name
-    except LabError as exc:
-        report(exc)
+    st.query_params[RUN] = start_ladder_job(_config(corpus), corpus).name
+
+
+_delete = teacher_callback(DELETE, report)(delete_ladder)
 
 
 def _live(job: JobState) -> None:
@@ -186,9 +186,7 @@ def climb_section() -> None:
             st.error(str(exc), icon="⚠️")
         start_button("▶ Climb", "ld_train", functools.partial(_start, corpus), "the ladder", teacher_only(TRAIN))
     show_reported(ERROR)
-    job = attached_job(RUN, find_ladder_job, LADDER)
-    if job is not None:
-        follow_job(job, f"Ladder {job.name}", "ladder", _live, _finished)
+    follow_attached_job(RUN, find_ladder_job, LADDER, "Ladder", "ladder", _live, _finished)
 
 
 # --- A ladder's pictures ---------------------------------------------------------------------------------------
@@ -282,14 +280,6 @@ def ladder_view(ladder: Ladder, place: str) -> None:
         for r in result.rungs
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-
-
-def _delete(name: str) -> None:
-    try:
-        require_teacher(DELETE)
-        delete_ladder(name)
-    except LabError as exc:
-        report(exc)
 
 
 def saved_section(ladders: list[Ladder]) -> Ladder | None:

@@ -18,7 +18,6 @@ from ui.router import require_router
 
 require_router()
 
-import json
 
 import pandas as pd
 import streamlit as st
@@ -26,7 +25,6 @@ import streamlit as st
 from core.datasets import BUILTIN_DATASETS, load_dataset, parse_upload
 from core.distributions import SamplingSettings
 from core.errors import LabError
-from core.exports import safe_csv
 from core.promptlab import (
     PromptVariant,
     ShotCurve,
@@ -43,7 +41,7 @@ from core.promptlab.shots import orderings
 from ui.charts import PLOTLY_CONFIG
 from ui.promptlab_charts import shot_curve_figure
 from ui.session import current_backend, presenting, show_error, using_api
-from ui.widgets import choice
+from ui.widgets import choice, export_buttons
 
 SOURCE, DATASET, UPLOAD, COUNT = "pl_source", "pl_dataset", "pl_upload", "pl_count"
 TYPED_ITEMS, TYPED_EXAMPLES, N_VARIANTS, TASK_ID = "pl_typed_items", "pl_typed_examples", "pl_n", "pl_task_id"
@@ -277,14 +275,7 @@ def _results(result: VariantsResult) -> None:
         for v, text in zip(result.variants, result.asked, strict=True):
             st.markdown(f"**{v.title}**")
             st.code(text, language=None, wrap_lines=True)
-    left, right = st.columns(2)
-    left.download_button("⬇ Answers as CSV", safe_csv(result.table_rows()), "prompt-lab.csv", "text/csv")
-    right.download_button(
-        "⬇ Answers as JSON",
-        json.dumps(result.to_json(), ensure_ascii=False, indent=1),
-        "prompt-lab.json",
-        "application/json",
-    )
+    export_buttons("Answers", result.table_rows(), result.to_json(), "prompt-lab")
 
 
 def _curve_setup(task: Task, variants: list[PromptVariant]) -> PromptVariant:
@@ -331,14 +322,7 @@ def _curve(curve: ShotCurve) -> None:
         f"{curve.items} items; each point is the mean over up to {curve.orders} orders of the same examples, the band "
         "their worst and best order."
     )
-    left, right = st.columns(2)
-    left.download_button("⬇ Curve as CSV", safe_csv(curve.run_rows()), "shot-curve.csv", "text/csv")
-    right.download_button(
-        "⬇ Curve as JSON",
-        json.dumps(curve.to_json(), ensure_ascii=False, indent=1),
-        "shot-curve.json",
-        "application/json",
-    )
+    export_buttons("Curve", curve.run_rows(), curve.to_json(), "shot-curve")
 
 
 _init()

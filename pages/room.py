@@ -40,7 +40,7 @@ from ui.rooms import (
     take_over,
     teacher_token,
 )
-from ui.session import presenting, require_teacher, show_error, teacher_only
+from ui.session import presenting, show_error, teacher_callback, teacher_only
 from ui.widgets import choice
 
 ERROR = "room_error"
@@ -55,6 +55,7 @@ def _token(code: str) -> str:
     return teacher_token(code) or ""  # none: the store answers with its wrong-teacher sentence
 
 
+@teacher_callback(RUN, report)
 def _reveal(code: str) -> None:
     """Close the round to guesses, then score it once for everyone.
 
@@ -62,35 +63,25 @@ def _reveal(code: str) -> None:
     ``round_reveal`` computes once per round: they wait for this scoring
     instead of each starting one of their own beside it.
     """
-    try:
-        require_teacher(RUN)
-        store = room_store()
-        room = store.room(code)
-        lm = room_model(room)
-        record = store.reveal(code, _token(code))
-        round_reveal(room, lm, record.number)
-    except LabError as exc:
-        report(exc)
+    store = room_store()
+    room = store.room(code)
+    lm = room_model(room)
+    record = store.reveal(code, _token(code))
+    round_reveal(room, lm, record.number)
 
 
+@teacher_callback(RUN, report)
 def _next(code: str) -> None:
-    try:
-        require_teacher(RUN)
-        store = room_store()
-        chosen = st.session_state[NEXT_CHOICE]
-        text = st.session_state.get(NEXT_TEXT) if chosen == "text" else None
-        next_round(store, room_model(store.room(code)), code, _token(code), chosen, text)
-        st.session_state[NEXT_TEXT] = ""
-    except LabError as exc:
-        report(exc)
+    store = room_store()
+    chosen = st.session_state[NEXT_CHOICE]
+    text = st.session_state.get(NEXT_TEXT) if chosen == "text" else None
+    next_round(store, room_model(store.room(code)), code, _token(code), chosen, text)
+    st.session_state[NEXT_TEXT] = ""
 
 
+@teacher_callback(RUN, report)
 def _close(code: str) -> None:
-    try:
-        require_teacher(RUN)
-        room_store().close(code, _token(code))
-    except LabError as exc:
-        report(exc)
+    room_store().close(code, _token(code))
 
 
 def _take_over(code: str) -> None:

@@ -171,7 +171,7 @@ def test_a_job_cancelled_before_its_first_step_does_not_claim_an_adapter():
     # What run_training records when Cancel comes before step 1 (1.4 s after Train): nothing was saved.
     result = TrainingResult("cancelled", None, 0, 40, True, None, None, 3.3, None, 0, None, 0.0, 1.4, str(folder.path))
     folder.update_status(
-        status="cancelled", phase="finished", partial=True, step=0, max_steps=40, result=result.to_dict()
+        status="cancelled", phase="finished", partial=True, step=0, max_steps=40, result=result.to_json()
     )
     at = open_page("pages/finetune.py", {"job": folder.name})
     warnings = [w.value for w in at.warning]

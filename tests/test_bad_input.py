@@ -137,6 +137,17 @@ def settings(lm, **kw) -> Callable[[], object]:
     return lambda: SamplingSettings(**kw).validate(lm.vocab_size)
 
 
+def cli(*argv: str) -> Callable[[], object]:
+    """What a CLI command does with ``argv``, its checks included (``main`` would print the refusal)."""
+
+    def run() -> object:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+
+    return run
+
+
+TREE, SHOTS = ("tree", "--prompt", "Hi"), ("shots", "--dataset", "sentiment")
 CSV_HEADER = b"prompt,completion\n"
 GOOD_ROWS = b"".join(b"question %d,answer %d\n" % (n, n) for n in range(12))
 
@@ -182,23 +193,20 @@ def catalogue(
         "seed-above-range": (lambda: seeded_generator(10**23), r"^The seed must be a whole number from -2\^63"),
         "seed-below-range": (lambda: seeded_generator(-(2**63) - 1), r"^The seed must be a whole number from -2\^63"),
         "compare-limit-negative": (
-            lambda: _cli_handler(["compare", "--dataset", "sentiment", "--limit", "-1"]),
+            cli("compare", "--dataset", "sentiment", "--limit", "-1"),
             r"^--limit must be a whole number from 1 to 1,000,000; got -1\.$",
         ),
-        "tree-beams-above-limit": (
-            lambda: _cli_handler(["tree", "--prompt", "Hi", "--beams", "17"]),
-            r"^The beam width must be between 1 and 16; got 17\.$",
-        ),
+        "tree-beams-above-limit": (cli(*TREE, "--beams", "17"), r"^The beam width must be between 1 and 16; got 17\.$"),
         "tree-depth-above-limit": (
-            lambda: _cli_handler(["tree", "--prompt", "Hi", "--samples", "2", "--depth", "33"]),
+            cli(*TREE, "--samples", "2", "--depth", "33"),
             r"^The depth must be between 1 and 32 tokens; got 33\.$",
         ),
         "tree-samples-above-limit": (
-            lambda: _cli_handler(["tree", "--prompt", "Hi", "--samples", "65"]),
+            cli(*TREE, "--samples", "65"),
             r"^The number of samples must be between 1 and 64; got 65\.$",
         ),
         "tree-length-penalty-negative": (
-            lambda: _cli_handler(["tree", "--prompt", "Hi", "--beams", "2", "--length-penalty", "-1"]),
+            cli(*TREE, "--beams", "2", "--length-penalty", "-1"),
             r"^The length penalty must be between 0 and 2; got -1\.0\.$",
         ),
         "tree-context-full": (
@@ -246,11 +254,11 @@ def catalogue(
             r"^The shot curve asks for 8 examples, but the task has only 4 to show",
         ),
         "shots-orders-negative": (
-            lambda: _cli_handler(["shots", "--dataset", "sentiment", "--orders", "-1"]),
+            cli(*SHOTS, "--orders", "-1"),
             r"^--orders must be a whole number from 1 to 10; got -1\.$",
         ),
         "shots-limit-zero": (
-            lambda: _cli_handler(["shots", "--dataset", "sentiment", "--limit", "0"]),
+            cli(*SHOTS, "--limit", "0"),
             r"^--limit must be a whole number from 1 to 1,000,000; got 0\.$",
         ),
         "shots-none": (
@@ -378,9 +386,7 @@ def catalogue(
         "adapter-delete-missing": (lambda: delete_adapter("never-trained"), "no adapter called"),
         # scaling ladders
         "ladder-rungs-out-of-range": (
-            lambda: _cli_handler(
-                ["ladder", "--corpus", "python-docs", "--rungs", "6", "--output", str(models / "new")]
-            ),
+            cli("ladder", "--corpus", "python-docs", "--rungs", "6", "--output", str(models / "new")),
             r"^A ladder has 3 to 5 rungs \(fewer draw no line, more do not fit a lesson\); got 6\.$",
         ),
         "ladder-corpus-too-small": (
@@ -554,12 +560,6 @@ def _server_key_stays_home() -> None:
     for base_url in ("http://127.0.0.1:8080/v1", "https://api.openai.com.evil.example/v1"):
         assert resolve_api_key(base_url, None, server_key=True) == NO_KEY_PLACEHOLDER
     assert resolve_api_key("https://api.openai.com/v1", None, server_key=True) == SECRET
-
-
-def _cli_handler(argv: list[str]) -> object:
-    """What a CLI command does with ``argv``, its checks included (``main`` would print the refusal)."""
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
 
 
 def _round_trip(lm, text: str) -> None:

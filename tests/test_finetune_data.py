@@ -146,7 +146,7 @@ def test_config_defaults_are_valid_and_round_trip():
     config = FinetuneConfig().validate()
     assert (config.r, config.alpha, config.target_modules, config.precision) == (8, 16, ["q_proj", "v_proj"], "auto")
     assert 2e-4 <= config.learning_rate <= 1e-3
-    assert FinetuneConfig.from_dict(json.loads(config.to_json())) == config
+    assert FinetuneConfig.from_dict(json.loads(json.dumps(config.to_json()))) == config
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,7 @@ def test_the_training_result_round_trips_through_status_json():
         seconds=1.5,
         job_dir="/x",
     )
-    assert TrainingResult.from_dict({**result.to_dict(), "from_a_newer_version": 1}) == result
+    assert TrainingResult.from_dict({**result.to_json(), "from_a_newer_version": 1}) == result
 
 
 def test_the_trainer_s_scratch_files_live_outside_every_job_folder(data_dir):

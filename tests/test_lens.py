@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,8 +24,8 @@ from core.lens import (
 from core.models import ModelKey, _load_uncached
 from core.tokens import encode_prompt
 from tests.adapters import saved_adapter_job
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FRANCE = "The capital of France is"
 PARIS = 7042  # " Paris"
 

@@ -44,8 +44,8 @@ from core.rooms.store import (
     RoomStore,
 )
 from core.tokens import encode_prompt
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The capital of France is"
 
 

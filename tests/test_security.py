@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from core.datasets import MAX_UPLOAD_BYTES
+from tests.conftest import ROOT
 from tests.servers import free_port, serving
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
 SKIPPED_DIRS = {".venv", "data", "test-artifacts", "node_modules"}
 # Code that would run a model's own Python code, or unpickle a file (which can run anything).

@@ -20,7 +20,7 @@ from core.errors import LabError
 from core.jobs.folder import JobKind, JobState, read_job
 from core.jobs.lock import running_job
 from core.jobs.stop import request_stop
-from ui.session import require_teacher, teacher_only
+from ui.session import teacher_callback, teacher_only
 
 JobView = Callable[[JobState], None]
 CANCEL_ERROR = "job_cancel_error"
@@ -49,6 +49,25 @@ def attached_job(url_key: str, find: Callable[[str], Path], kind: JobKind) -> Jo
     return None
 
 
+def report_later(key: str) -> Callable[[LabError], None]:
+    """An error handler for callbacks, which run before the page: the page shows the message where it draws."""
+
+    def report(exc: LabError) -> None:
+        st.session_state[key] = str(exc)
+
+    return report
+
+
+def show_reported(key: str) -> None:
+    if key in st.session_state:
+        st.error(st.session_state.pop(key), icon="⚠️")
+
+
+@teacher_callback(CANCEL, report_later(CANCEL_ERROR))
+def _cancel(job_dir: Path) -> None:
+    request_stop(job_dir)
+
+
 def _progress(job: JobState) -> None:
     label = {"queued": "starting…", "running": job.phase or "running"}.get(job.status, job.status)
     steps = f"step {job.step} of {job.max_steps}" if job.max_steps else f"step {job.step}"
@@ -66,14 +85,6 @@ def _outcome(job: JobState, output: str) -> None:
         st.warning(f"The job was stopped early: its {output} holds what it learned so far (marked partial).")
     else:
         st.success(f"Done. The {output} is saved and listed below.", icon="✅")
-
-
-def _cancel(job_dir: Path) -> None:
-    try:
-        require_teacher(CANCEL)
-        request_stop(job_dir)
-    except LabError as exc:
-        st.session_state[CANCEL_ERROR] = str(exc)
 
 
 def job_panel(job: JobState, title: str, output: str, body: JobView, finished: JobView | None = None) -> None:
@@ -117,6 +128,21 @@ def follow_job(job: JobState, title: str, output: str, body: JobView, finished: 
         job_panel(job, title, output, body, finished)
 
 
+def follow_attached_job(
+    url_key: str,
+    find: Callable[[str], Path],
+    kind: JobKind,
+    title: str,
+    output: str,
+    body: JobView,
+    finished: JobView | None = None,
+) -> None:
+    """The job a page follows (``attached_job``), titled ``title`` and its name; nothing while there is none."""
+    job = attached_job(url_key, find, kind)
+    if job is not None:
+        follow_job(job, f"{title} {job.name}", output, body, finished)
+
+
 def saved_list(title: str, what: str, rows: list[dict[str, object]], key: str) -> str | None:
     """What a kind of job saved (adapters, models) as a table, and a choice of one; None while there is none."""
     st.subheader(title)
@@ -130,20 +156,6 @@ def saved_list(title: str, what: str, rows: list[dict[str, object]], key: str) -
 def model_card(card: str) -> None:
     with st.expander("Model card"):
         st.markdown(card or "_No model card._")
-
-
-def report_later(key: str) -> Callable[[LabError], None]:
-    """An error handler for callbacks, which run before the page: the page shows the message where it draws."""
-
-    def report(exc: LabError) -> None:
-        st.session_state[key] = str(exc)
-
-    return report
-
-
-def show_reported(key: str) -> None:
-    if key in st.session_state:
-        st.error(st.session_state.pop(key), icon="⚠️")
 
 
 def start_button(label: str, key: str, start: Callable[[], None], what: str, locked: str | None) -> None:

@@ -106,7 +106,7 @@ def path_html(prompt_text: str, steps: Sequence[GenerationStep | BackendStep]) -
     parts = [f'<span style="color:#64748b;white-space:pre-wrap">{escape(prompt_text)}</span>']
     for s in steps:
         rank = f"rank {s.rank}" if s.rank is not None else "not among the listed alternatives"
-        title = f"{s.display}: {s.chosen.prob:.2%} ({rank})\nalternatives:\n" + _alternatives_title(
+        title = f"{s.chosen.display}: {s.chosen.prob:.2%} ({rank})\nalternatives:\n" + _alternatives_title(
             s.alternatives, s.chosen
         )
         parts.append(_span(s.chosen.token, prob_colour(s.chosen.prob), title, "font-weight:600;"))

@@ -14,8 +14,10 @@ The secret stays in this session's state: never in the URL.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import streamlit as st
 
@@ -51,6 +53,8 @@ from core.models import (
     why_not_llamacpp,
 )
 from ui.widgets import choice
+
+P = ParamSpec("P")
 
 TEACHER_SECRET = "teacher_secret"
 LOADED_PICK = "loaded_model_pick"
@@ -116,6 +120,29 @@ def require_teacher(what: str) -> None:
     why = teacher_only(what)
     if why:
         raise InvalidInput(why)
+
+
+def teacher_callback(
+    what: str, report: Callable[[LabError], None]
+) -> Callable[[Callable[P, object]], Callable[P, None]]:
+    """Make a button's callback the teacher's alone: a student's click, or a ``LabError`` it raises, goes to ``report``.
+
+    A callback runs before the page is drawn, so ``report`` keeps the sentence
+    for the page to show where it draws (``ui.jobs.report_later``).
+    """
+
+    def decorate(action: Callable[P, object]) -> Callable[P, None]:
+        @functools.wraps(action)
+        def callback(*args: P.args, **kwargs: P.kwargs) -> None:
+            try:
+                require_teacher(what)
+                action(*args, **kwargs)
+            except LabError as exc:
+                report(exc)
+
+        return callback
+
+    return decorate
 
 
 def presenting() -> bool:

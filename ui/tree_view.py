@@ -23,6 +23,7 @@ from core.result_cache import ResultCache
 from core.tree import (
     MAX_BEAMS,
     MAX_DEPTH,
+    MAX_LENGTH_PENALTY,
     MAX_SAMPLES,
     Beam,
     BeamSearch,
@@ -34,7 +35,6 @@ from core.tree import (
     expand,
     sample_tree,
 )
-from core.tree.beams import MAX_LENGTH_PENALTY
 
 BRANCHES, BEAMS, SAMPLES = "branches", "beams", "samples"
 MODES = {BRANCHES: "🌿 Branches", BEAMS: "🔦 Beam search", SAMPLES: "🎲 Sample N"}

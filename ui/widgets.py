@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import streamlit as st
+
+from core.exports import safe_csv
 
 
 def choice(label: str, titles: dict[str, str], key: str, container: Any = st, **kwargs: Any) -> str:
@@ -18,3 +21,12 @@ def examples_box(
 ) -> None:
     """A list of ready-made inputs to start from; choosing one calls ``on_change`` (which fills the input)."""
     st.selectbox(label, list(names), index=None, key=key, placeholder=f"Choose {noun}…", on_change=on_change)
+
+
+def export_buttons(what: str, rows: list[dict[str, Any]], data: Any, name: str) -> None:
+    """Download ``what`` side by side as CSV (``rows``, made inert for spreadsheets) and as JSON (``data``)."""
+    left, right = st.columns(2)
+    left.download_button(f"⬇ {what} as CSV", safe_csv(rows), f"{name}.csv", "text/csv")
+    right.download_button(
+        f"⬇ {what} as JSON", json.dumps(data, ensure_ascii=False, indent=1), f"{name}.json", "application/json"
+    )

@@ -21,7 +21,6 @@ from typing import ClassVar
 from core.distributions import SamplingSettings, TokenProb
 from core.errors import LabError
 from core.prompts import Example
-from core.tokens import display_token
 
 
 class BackendError(LabError):
@@ -125,10 +124,6 @@ class BackendStep:
     other_mass: float
     finished: bool
     sampled_prob: float | None = None
-
-    @property
-    def display(self) -> str:
-        return display_token(self.chosen.token)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ the logit lens) use ``lm`` with the rest of ``core``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
 
 import torch
 
@@ -25,12 +24,12 @@ from core.tokens import check_fits, encode_prompt
 class LocalBackend(Backend):
     """A loaded model (from ``core.models.load_model``, or a view with an adapter) as a backend."""
 
-    kind: ClassVar[str] = "local"
-    can_score_prompt: ClassVar[bool] = True
-    full_distribution: ClassVar[bool] = True
-    max_alternatives: ClassVar[int | None] = None
-    token_ids: ClassVar[bool] = True
-    can_steer: ClassVar[bool] = True
+    kind = "local"
+    can_score_prompt = True
+    full_distribution = True
+    max_alternatives = None
+    token_ids = True
+    can_steer = True
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm

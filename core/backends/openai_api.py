@@ -40,7 +40,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -429,12 +429,12 @@ class OpenAIBackend(Backend):
     the name the server knows the model by.
     """
 
-    kind: ClassVar[str] = "openai"
-    can_score_prompt: ClassVar[bool] = False
-    full_distribution: ClassVar[bool] = False
-    max_alternatives: ClassVar[int | None] = MAX_ALTERNATIVES
-    token_ids: ClassVar[bool] = False
-    can_steer: ClassVar[bool] = False
+    kind = "openai"
+    can_score_prompt = False
+    full_distribution = False
+    max_alternatives = MAX_ALTERNATIVES
+    token_ids = False
+    can_steer = False
 
     def __init__(
         self,

@@ -69,6 +69,12 @@ def model(args: argparse.Namespace) -> LoadedModel:
     return lm
 
 
+def answered_by(source: Backend) -> dict[str, str]:
+    """Where a command's numbers come from, as its JSON says it: the server's ``base_url``, or the local engine."""
+    base_url = getattr(source, "base_url", None)
+    return {"base_url": base_url} if base_url else {"runs_on": source.lm.runs_on}
+
+
 def backend(args: argparse.Namespace) -> Backend:
     """Where the answers come from: the local model, or the server ``--base-url`` names."""
     if getattr(args, "backend", "local") == "local":

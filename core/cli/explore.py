@@ -9,6 +9,7 @@ from core.cli.common import (
     Adder,
     add_adapter_option,
     add_backend_options,
+    answered_by,
     backend,
     model,
     stream,
@@ -19,8 +20,9 @@ from core.cli.common import (
 def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
     source = backend(args)
     dist = source.next_token(args.prompt, chat=args.chat, top_k=args.top_k)
-    result = {
+    return {
         "model": dist.model,
+        **answered_by(source),
         "prompt": dist.prompt_text,
         "prompt_tokens": dist.prompt_tokens,
         "tokens": [token_row(t.token, t.id, t.prob, t.logprob) for t in dist.tokens],
@@ -30,9 +32,6 @@ def cmd_next_token(args: argparse.Namespace) -> dict[str, Any]:
         "other_mass": dist.other_mass,
         "entropy_is_lower_bound": dist.entropy_is_lower_bound,
     }
-    base_url = getattr(source, "base_url", None)
-    where = {"base_url": base_url} if base_url else {"runs_on": source.lm.runs_on}
-    return {"model": result.pop("model"), **where, **result}
 
 
 def cmd_score(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,10 +69,9 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
         ),
         echo=not args.json,
     )
-    base_url = getattr(source, "base_url", None)
     return {
         "model": getattr(source, "model", source.label),  # an API's model name; a local model's display name
-        **({"base_url": base_url} if base_url else {"runs_on": source.lm.runs_on}),
+        **answered_by(source),
         "prompt": source.prompt_text(args.prompt, args.chat),
         "text": source.steps_text(steps),
         "tokens": [
@@ -82,7 +80,7 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
                 "rank": s.rank,
                 "sampled_prob": s.sampled_prob,
                 "alternatives": [token_row(a.token, a.id, a.prob, a.logprob) for a in s.alternatives],
-                **({} if base_url is None else {"other_mass": s.other_mass}),
+                **({} if source.full_distribution else {"other_mass": s.other_mass}),
             }
             for s in steps
         ],

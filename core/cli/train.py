@@ -24,7 +24,7 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.job_dir:
         if args.estimate:
-            return run_estimate_job(Path(args.job_dir)).to_dict()
+            return run_estimate_job(Path(args.job_dir)).to_json()
         return finetune_summary(run_job(Path(args.job_dir)))
     if not args.dataset:
         raise InvalidInput("Name a dataset with --dataset: sentiment, pirate, persona, or a .csv / .jsonl file.")
@@ -49,7 +49,7 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     ).validate()
     dataset = load_dataset(config.dataset, config.eval_fraction, config.seed)
     if args.estimate:
-        return estimate_duration(config, dataset).to_dict()
+        return estimate_duration(config, dataset).to_json()
     if not args.output:
         raise InvalidInput("Say where the job goes with --output DIR (the adapter is saved in DIR/adapter).")
     check_inputs(config, dataset)  # a row too long is refused before any folder is written

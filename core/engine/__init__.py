@@ -11,7 +11,8 @@ and hands each caller its own rows of logits and its own cache.
   cache a batched pass runs on;
 * ``plan``: how the waiting requests are cut into batches (one adapter
   setting or several mixed LoRA adapters per batch, padding kept small);
-* ``worker``: the ``Engine`` itself (queue, worker thread, the batched pass);
+* ``queue``: what both engines share: the queue of requests and its worker thread;
+* ``worker``: the ``Engine`` itself (the batched pass on that queue);
 * ``llamacpp``: the same interface over llama.cpp in this process, for a GGUF
   model with no adapter (``LlamaCppEngine``: one context, a sequence per text).
 

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.engine.queue import PassQueue
+
 SLOTS = int(os.environ.get("LLM_LAB_LLAMACPP_SLOTS", "32"))  # sequences in the context: a class's streams
 CONTEXT = int(os.environ.get("LLM_LAB_LLAMACPP_CTX", "8192"))  # key/value cells shared by every slot
 BATCH = 256  # tokens per llama_decode; also bounds the logits buffer (256 x vocabulary floats)
@@ -103,12 +105,16 @@ class LlamaCppStats:
     seconds_decode: float = 0.0
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(PassQueue[_Request, LlamaHandle]):
     """One GGUF model and one llama.cpp context, shared by every session; passes batched by a worker thread."""
+
+    worker_name = "llm-lab-llamacpp"
+    idle_stop_s = IDLE_STOP_S
 
     def __init__(self, gguf: Path, threads: int, slots: int = SLOTS, context: int = CONTEXT) -> None:
         import llama_cpp
 
+        super().__init__()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's loading chatter, on stderr
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
@@ -140,10 +146,7 @@ class LlamaCppEngine:
         self.quantization = _file_type(llama_cpp, int(llama_cpp.llama_model_ftype(self._model)))
         self.slots = [_Slot(seq) for seq in range(cp.n_seq_max)]
         self.stats = LlamaCppStats()
-        self._pending: list[_Request] = []
-        self._cond = threading.Condition()  # guards the queue
         self._context_lock = threading.Lock()  # guards the context and the slots: one pass at a time
-        self._worker: threading.Thread | None = None
         self._last_round = 0  # requests in the last round: a decode wave's streams come back about that many
         self._clock = itertools.count()
 
@@ -166,18 +169,8 @@ class LlamaCppEngine:
         if not new:
             raise ValueError("a forward pass needs at least one new token")
         request = _Request([*(past.ids if past is not None else ()), *new], len(new), bool(last_only))
-        with self._cond:
-            self._pending.append(request)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="llm-lab-llamacpp", daemon=True)
-                self._worker.start()
-            self._cond.notify()
+        self._enqueue(request)
         return request.future
-
-    def forward(
-        self, ids: Sequence[int], past: LlamaHandle | None, last_only: bool, adapter: Any = None
-    ) -> tuple[torch.Tensor, LlamaHandle]:
-        return self.submit(ids, past, last_only, adapter).result()
 
     def forget(self) -> None:
         """Empty every slot (benchmarks: the next pass reads its whole text, as a new session's would)."""
@@ -194,11 +187,8 @@ class LlamaCppEngine:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
-                    if not self._cond.wait(timeout=IDLE_STOP_S) and not self._pending:
-                        self._worker = None
-                        return
-                self._wait_for_wave()
+                if not self._wait_for_requests():
+                    return
                 batch = self._pending[: len(self.slots)]  # oldest first, one slot each
                 del self._pending[: len(batch)]
                 self._last_round = len(batch)

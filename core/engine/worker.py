@@ -40,6 +40,7 @@ import torch
 
 from core.engine.kv import KVHandle, KVShape, KVStore, SlabCache, appended, probe_kv_shape
 from core.engine.plan import Limits, Request, plan
+from core.engine.queue import PassQueue
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 SLAB_BUDGET_BYTES = int(os.environ.get("LLM_LAB_SLAB_MB", "192")) * 2**20  # one batch's keys and values at most
@@ -83,7 +84,7 @@ class EngineStats:
     seconds_forward: float = 0.0
 
 
-class Engine:
+class Engine(PassQueue[Request, KVHandle]):
     """Batches the forward passes of one model and of the LoRA adapters on it.
 
     ``lock`` is the model's lock; ``host`` its ``AdapterHost`` (needed only
@@ -92,7 +93,11 @@ class Engine:
     the one-at-a-time path.
     """
 
+    worker_name = "llm-lab-engine"
+    idle_stop_s = IDLE_STOP_S
+
     def __init__(self, model: Any, lock: threading.RLock, host: Any = None, pad_id: int = 0) -> None:
+        super().__init__()
         self.model = model
         self.lock = lock
         self.host = host
@@ -105,10 +110,7 @@ class Engine:
         self._kept: _Kept | None = None
         self._last_wave: set[int] | None = None  # stores of the last single-token wave (worker thread only)
         self._buffers: dict[str, torch.Tensor] = {}
-        self._pending: list[Request] = []
-        self._cond = threading.Condition()
         self._seq = itertools.count()
-        self._worker: threading.Thread | None = None
 
     @property
     def supported(self) -> bool:
@@ -137,32 +139,19 @@ class Engine:
             raise TypeError("past must be a KVHandle this engine returned")
         if past is not None and past.setting != request.setting:
             raise ValueError("this cache was computed with another adapter setting: start from the prompt")
-        with self._cond:
-            request.seq = next(self._seq)
-            self._pending.append(request)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="llm-lab-engine", daemon=True)
-                self._worker.start()
-            self._cond.notify()
+        self._enqueue(request)
         return request.future
 
-    def forward(
-        self, ids: Sequence[int], past: KVHandle | None, last_only: bool, adapter: Any = None
-    ) -> tuple[torch.Tensor, KVHandle]:
-        return self.submit(ids, past, last_only, adapter).result()
+    def _on_queue(self, request: Request) -> None:
+        request.seq = next(self._seq)  # arrival order, kept when requests go back to the front of the queue
 
     # ------------------------------------------------------------------ worker side
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending:
-                    if not self._cond.wait(timeout=IDLE_STOP_S) and not self._pending:
-                        self._buffers.clear()  # idle: hand the slabs' memory back, and stop
-                        self._kept = None
-                        self._worker = None
-                        return
-                self._wait_for_wave()
+                if not self._wait_for_requests():
+                    return
                 pending, self._pending = self._pending, []
             batches = plan(pending, self._limits, mix_adapters=self.host is not None)
             batch, rest = batches[0], [r for b in batches[1:] for r in b]
@@ -170,6 +159,10 @@ class Engine:
                 with self._cond:
                     self._pending[:0] = rest
             self._execute(batch)
+
+    def _on_idle(self) -> None:
+        self._buffers.clear()  # idle: hand the slabs' memory back
+        self._kept = None
 
     def _wait_for_wave(self) -> None:
         """With the queue's lock held: wait a moment for the streams of the last decode wave to come back.

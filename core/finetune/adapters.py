@@ -27,6 +27,7 @@ from core.errors import InvalidInput
 from core.finetune.jobs import ADAPTER_SUBDIR, jobs_root
 from core.jobs.files import folder_replaced_atomically, read_json, write_json_atomic
 from core.jobs.folder import read_job
+from core.jobs.outputs import SavedOutput
 from core.jobs.paths import child_folder
 
 
@@ -108,22 +109,16 @@ def resolve_adapter(spec: str | Path, root: Path | None = None) -> AdapterRef:
 
 
 @dataclass(frozen=True)
-class AdapterInfo:
-    """A saved adapter as the adapters list shows it."""
+class AdapterInfo(SavedOutput):
+    """A saved adapter as the adapters list shows it: ``path`` is the adapter folder, inside its job's.
 
-    name: str
-    path: Path  # the adapter folder
+    Its training.json holds the base model, dataset, losses, hyperparameters and date.
+    """
+
     job_dir: Path
-    partial: bool
-    training: dict[str, Any]  # training.json: base model, dataset, losses, hyperparameters, date
 
     def ref(self, scale: float = 1.0) -> AdapterRef:
         return AdapterRef.at(self.path, self.name, scale)
-
-    @property
-    def card(self) -> str:
-        card = self.path / "README.md"
-        return card.read_text(encoding="utf-8") if card.is_file() else ""
 
 
 def list_adapters(root: Path | None = None) -> list[AdapterInfo]:
@@ -136,8 +131,7 @@ def list_adapters(root: Path | None = None) -> list[AdapterInfo]:
         adapter = job_dir / ADAPTER_SUBDIR
         if job_dir.name.startswith(".") or not is_adapter_dir(adapter):
             continue
-        training = read_json(adapter / "training.json") or {}
-        found.append(AdapterInfo(job_dir.name, adapter, job_dir, bool(training.get("partial")), training))
+        found.append(AdapterInfo.read(job_dir.name, adapter, job_dir=job_dir))
     return sorted(found, key=lambda a: (a.path / "adapter_model.safetensors").stat().st_mtime, reverse=True)
 
 

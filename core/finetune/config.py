@@ -9,13 +9,13 @@ built-in datasets in a minute or two.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.checks import check_seed, config_from_dict, number, whole
 from core.embedded import EMBEDDED_MODEL
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -24,7 +24,7 @@ MAX_LENGTH_LIMIT = 4096
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(JsonRecord):
     """Everything that decides a LoRA fine-tuning run; saved as the job's ``config.json``."""
 
     dataset: str = "sentiment"  # a built-in dataset's name, or a path to a .csv / .jsonl file
@@ -77,12 +77,6 @@ class FinetuneConfig:
         if self.device not in DEVICES:
             raise InvalidInput(f"Unknown device {self.device!r}: choose one of {', '.join(DEVICES)}.")
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:

@@ -16,7 +16,7 @@ and records a ``DurationEstimate``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from core.jobs.files import read_json, write_json_atomic
 from core.jobs.folder import JobFolder, JobKind, find_job, mark_queued, new_job_folder
 from core.jobs.launcher import start_job_process
 from core.jobs.paths import claim_named_folder, claim_new_folder, data_root
+from core.json_records import JsonRecord
 
 FINETUNE = JobKind("finetune", "fine-tuning", ("finetune",))
 ESTIMATE = JobKind("estimate", "duration estimate", ("finetune", "--estimate"))
@@ -65,7 +66,7 @@ def check_inputs(config: FinetuneConfig, dataset: Dataset, restricted: bool = Fa
 def create_job(config: FinetuneConfig, job_dir: Path, dataset: Dataset, kind: JobKind = FINETUNE) -> JobFolder:
     """Write a fine-tuning (or estimate) job folder, status ``queued``; the job reads only what is written here."""
     config.validate()
-    folder = new_job_folder(job_dir, config.to_dict())
+    folder = new_job_folder(job_dir, config.to_json())
     dataset.write(folder.path)
     write_json_atomic(
         folder.file("dataset.json"),
@@ -113,7 +114,7 @@ def start_job(config: FinetuneConfig, dataset: Dataset | None = None, name: str 
 
 
 @dataclass(frozen=True)
-class DurationEstimate:
+class DurationEstimate(JsonRecord):
     """How long a job will take, from a step measured on this machine."""
 
     steps: int
@@ -122,9 +123,6 @@ class DurationEstimate:
     evals: int  # before, during and after training
     load_seconds: float  # loading the model and building the Trainer
     total_seconds: float  # not counting the job process's start-up (a few seconds of imports)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DurationEstimate:

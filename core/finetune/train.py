@@ -233,7 +233,7 @@ def adapter_card_facts(
         "dataset": dataset.name,
         "train_examples": len(dataset.train),
         "eval_examples": len(dataset.eval),
-        "hyperparameters": {k: v for k, v in config.to_dict().items() if k not in hidden},
+        "hyperparameters": {k: v for k, v in config.to_json().items() if k not in hidden},
         **finetune_summary(result),
         "precision": setup.precision,
         "device": setup.device,
@@ -281,7 +281,7 @@ def run_estimate_job(job_dir: Path) -> DurationEstimate:
     def work(stop: StopRequest, started: float) -> DurationEstimate:
         folder.update_status(phase="timing two training steps")
         estimate = estimate_duration(FinetuneConfig.from_dict(folder.config_dict()), job_dataset(folder))
-        folder.update_status(status="done", phase="finished", result=estimate.to_dict(), finished_at=time.time())
+        folder.finish("done", result=estimate.to_json())
         return estimate
 
     return run_in_job_folder(folder, ESTIMATE, work)

@@ -14,7 +14,8 @@ the parts every kind uses:
 * ``launcher``: starting a job's process, and the life every job leads in it;
 * ``stop``: Cancel, SIGTERM and SIGINT as one stop request;
 * ``progress``: the Trainer callbacks that write progress and obey the stop request;
-* ``training``: the evaluate → train → save → record skeleton and its typed result.
+* ``training``: the evaluate → train → save → record skeleton and its typed result;
+* ``outputs``: what a training job saved (its folder, training.json, model card), as a list shows it.
 
 Kinds (``core.finetune``, ``core.pretrain``) import from here; nothing here
 imports a kind.

@@ -97,12 +97,16 @@ class JobFolder:
             write_json_atomic(self.file("status.json"), status)
         return status
 
+    def finish(self, status: str, **facts: Any) -> dict[str, Any]:
+        """Record that the job ended (done, cancelled or failed), with what it left: ``facts`` (its result, error)."""
+        return self.update_status(status=status, phase="finished", **facts, finished_at=time.time())
+
     def process(self) -> ProcessId | None:
         return ProcessId.from_dict(read_json(self.file("process.json")))
 
     def set_process(self, process: ProcessId) -> None:
         if self.writable:
-            write_json_atomic(self.file("process.json"), process.to_dict())
+            write_json_atomic(self.file("process.json"), process.to_json())
 
     def append_line(self, name: str, row: dict[str, Any]) -> None:
         """Append ``row`` to the JSON-lines file ``name``."""

@@ -132,7 +132,7 @@ def run_in_job_folder(
         with StopRequest(folder) as stop:
             return work(stop, started)
     except BaseException as exc:
-        folder.update_status(status="failed", phase="finished", error=failure_message(exc), finished_at=time.time())
+        folder.finish("failed", error=failure_message(exc))
         raise
     finally:
         if main:

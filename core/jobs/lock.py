@@ -28,7 +28,7 @@ class JobBusy(InvalidInput):
 
 
 def _record(job_dir: Path, process: ProcessId, kind: JobKind) -> dict[str, object]:
-    return {"job": str(Path(job_dir).resolve()), "kind": kind.name, "title": kind.title, **process.to_dict()}
+    return {"job": str(Path(job_dir).resolve()), "kind": kind.name, "title": kind.title, **process.to_json()}
 
 
 def running_job(kind: JobKind | None = None) -> Path | None:

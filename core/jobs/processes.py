@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from core.json_records import JsonRecord
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
-class ProcessId:
+class ProcessId(JsonRecord):
     """A pid plus the process's start time, which together never repeat."""
 
     pid: int
@@ -40,9 +42,6 @@ class ProcessId:
             return cls(int(data["pid"]), float(data["started"])) if data else None
         except (KeyError, TypeError, ValueError):
             return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def alive(self) -> bool:
         reap_children()

@@ -15,17 +15,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from core.jobs.folder import JobFolder
 from core.jobs.progress import JobProgress
 from core.jobs.stop import StopRequest, any_rank
+from core.json_records import JsonRecord
 
 
 @dataclass(frozen=True)
-class TrainingResult:
+class TrainingResult(JsonRecord):
     """What a training job did: recorded in status.json, shown by pages, printed by the CLI.
 
     ``output_dir`` is what the job saved (an adapter, a model); None when it
@@ -49,12 +50,9 @@ class TrainingResult:
     job_dir: str
     parameters: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def summary(self, renames: dict[str, str]) -> dict[str, Any]:
         """Every field, those in ``renames`` under the name a kind's CLI has always printed them by."""
-        return {renames.get(name, name): value for name, value in self.to_dict().items()}
+        return {renames.get(name, name): value for name, value in self.to_json().items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
@@ -133,12 +131,5 @@ def run_training(
         folder.update_status(phase="saving")
         result = replace(result, output_dir=str(run.save(result)))
     result = replace(result, seconds=time.time() - started)
-    folder.update_status(
-        status=result.status,
-        phase="finished",
-        step=steps,
-        partial=partial,
-        result=result.to_dict(),
-        finished_at=time.time(),
-    )
+    folder.finish(result.status, step=steps, partial=partial, result=result.to_json())
     return result

@@ -25,6 +25,7 @@ from typing import Any
 
 from core.checks import check_seed, config_from_dict, whole
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.pretrain.architecture import TinyModelSize, parameter_count
 from core.pretrain.config import DEVICES, MAX_SAMPLE_CHARS, PretrainConfig
 from core.pretrain.corpus import DEFAULT_CORPUS
@@ -81,9 +82,21 @@ class RungPlan:
     parameters: int
     learning_rate: float
 
+    def row(self) -> dict[str, Any]:
+        """The rung flat, as status.json's plan lists it and its result begins: number, shape, rate, parameters."""
+        size = self.size
+        return {
+            "number": self.number,
+            "layers": size.layers,
+            "d_model": size.d_model,
+            "heads": size.heads,
+            "learning_rate": self.learning_rate,
+            "parameters": self.parameters,
+        }
+
 
 @dataclass
-class LadderConfig:
+class LadderConfig(JsonRecord):
     """Everything that decides a ladder; saved as the job's ``config.json``."""
 
     corpus: str = DEFAULT_CORPUS  # a built-in corpus's name, or a path to a UTF-8 .txt file
@@ -136,14 +149,14 @@ class LadderConfig:
         ]
 
     def rung_config(self, rung: RungPlan, sample_prompt: str) -> PretrainConfig:
-        """The pretraining config one rung trains with: the ladder's data and budget, the rung's shape and rate."""
+        """The pretraining config one rung trains with: the ladder's data and budget, the rung's shape and rate.
+
+        The rung's shape is the whole of its size (its context is the ladder's: ``rung_sizes``).
+        """
         return PretrainConfig(
             corpus=self.corpus,
             tokenizer=CHAR,
-            layers=rung.size.layers,
-            d_model=rung.size.d_model,
-            heads=rung.size.heads,
-            context=self.context,
+            **asdict(rung.size),
             max_steps=self.steps,
             batch_size=self.batch_size,
             learning_rate=rung.learning_rate,
@@ -154,9 +167,6 @@ class LadderConfig:
             seed=self.seed,
             device=self.device,
         ).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LadderConfig:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 
 MIN_POINTS, MIN_POINTS_WITH_OFFSET = 2, 4
 OFFSET_GRID = 400  # candidate values of c per pass, between 0 and just below the lowest loss
@@ -39,7 +39,7 @@ def bits_per_char(loss_nats_per_token: float, tokens: int, characters: int) -> f
 
 
 @dataclass(frozen=True)
-class PowerLawFit:
+class PowerLawFit(JsonRecord):
     """``loss = a * parameters^(-b) + c`` fitted in log space, with the r² of that straight line.
 
     ``c`` is 0 for a pure power law. ``loss`` names what was fitted (the
@@ -55,9 +55,6 @@ class PowerLawFit:
 
     def predict(self, parameters: float) -> float:
         return self.a * parameters ** (-self.b) + self.c
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.jobs.folder import JobFolder, mark_queued, new_job_folder
+from core.jobs.folder import JobFolder
 from core.jobs.launcher import start_job_process
 from core.jobs.paths import claim_named_folder, claim_new_folder
 from core.ladder.config import EVAL_FRACTION, LadderConfig, RungPlan
-from core.ladder.library import CORPUS_FILE, LADDER, LadderResult, ladders_root, read_ladder
+from core.ladder.library import LADDER, LadderResult, ladders_root, read_ladder
 from core.models import resolve_device
 from core.pretrain.architecture import gigabytes, training_memory
 from core.pretrain.corpus import Corpus, first_word, load_corpus
+from core.pretrain.jobs import new_corpus_job
 from core.pretrain.sizes import short_count
 from core.pretrain.tokenizer import CHAR, vocabulary_size
 from core.pretrain.windows import PreparedCorpus, prepare_corpus
@@ -46,21 +47,6 @@ class PreparedLadder:
     @property
     def largest(self) -> RungPlan:
         return self.plan[-1]
-
-
-def plan_rows(plan: list[RungPlan]) -> list[dict[str, object]]:
-    """The plan as status.json records it, for a page to show before the first rung ends."""
-    return [
-        {
-            "number": r.number,
-            "layers": r.size.layers,
-            "d_model": r.size.d_model,
-            "heads": r.size.heads,
-            "learning_rate": r.learning_rate,
-            "parameters": r.parameters,
-        }
-        for r in plan
-    ]
 
 
 def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
@@ -94,15 +80,8 @@ def check_ladder(config: LadderConfig, text: str) -> PreparedLadder:
 
 def create_ladder_job(config: LadderConfig, job_dir: Path, corpus: Corpus, plan: list[RungPlan]) -> JobFolder:
     """Write a new ladder folder, status ``queued``: its config, its corpus, its plan."""
-    folder = new_job_folder(job_dir, config.to_dict())
-    folder.file(CORPUS_FILE).write_text(corpus.text, encoding="utf-8")
-    mark_queued(
-        folder,
-        LADDER,
-        corpus={"name": corpus.name, "builtin": corpus.builtin, "characters": corpus.characters},
-        plan=plan_rows(plan),
-    )
-    return folder
+    # the plan, for a page to show before the first rung ends
+    return new_corpus_job(job_dir, config.to_json(), corpus, LADDER, plan=[rung.row() for rung in plan])
 
 
 def start_ladder_job(config: LadderConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:
@@ -147,8 +126,8 @@ def reopen_ladder(path: Path, config: LadderConfig) -> LadderResult | None:
     if ladder.config != config:
         differences = ", ".join(
             f"{key} {old!r} there, {new!r} asked"
-            for key, old in ladder.config.to_dict().items()
-            if (new := config.to_dict()[key]) != old
+            for key, old in ladder.config.to_json().items()
+            if (new := config.to_json()[key]) != old
         )
         raise InvalidInput(
             f"{str(path)!r} holds a ladder trained with other settings ({differences}): give a new folder."

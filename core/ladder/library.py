@@ -19,7 +19,7 @@ Ladders started from a page live in ``<data>/ladder/<name>/``.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from core.errors import InvalidInput
 from core.jobs.files import read_json
 from core.jobs.folder import JobFolder, JobKind, JobState, find_job, list_jobs, read_job
 from core.jobs.paths import child_folder, data_root
+from core.json_records import JsonRecord
 from core.ladder.config import LadderConfig
 from core.ladder.fit import PowerLawFit, fit_power_law
 from core.pretrain.sizes import training_flops
 
 LADDER = JobKind("ladder", "scaling ladder", ("ladder",))
-CORPUS_FILE = "corpus.txt"
 REFERENCE_FILE = "reference.json"
 RESULT_FILE = "result.json"
 
@@ -65,7 +65,7 @@ def curve_points(rows: list[dict[str, Any]], parameters: int, tokens_per_step: i
 
 
 @dataclass(frozen=True)
-class RungResult:
+class RungResult(JsonRecord):
     """What one rung learned: its size, held-out loss, bits per character, compute and time.
 
     ``partial``: the ladder was stopped during this rung, so it read fewer
@@ -98,9 +98,6 @@ class RungResult:
         row = {k: getattr(self, k) for k in keys}
         return {**row, "layers": self.layers, "d_model": self.d_model, "heads": self.heads, "partial": self.partial}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RungResult:
         known = {f.name for f in fields(cls)}
@@ -110,7 +107,7 @@ class RungResult:
 
 
 @dataclass(frozen=True)
-class ReferenceScore:
+class ReferenceScore(JsonRecord):
     """A trained model scored on the same held-out text: bits per character compare across tokenizers."""
 
     model: str
@@ -119,12 +116,9 @@ class ReferenceScore:
     characters: int
     tokens: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class LadderResult:
+class LadderResult(JsonRecord):
     """A ladder as far as it got: the finished rungs, the fit through them, SmolLM2's reference point.
 
     ``output_dir`` is the ladder's folder once at least one rung saved a
@@ -150,15 +144,12 @@ class LadderResult:
             "corpus": self.corpus,
             "rungs_planned": self.rungs_planned,
             "rungs": [r.summary() for r in self.rungs],
-            "fit": None if self.fit is None else self.fit.to_dict(),
-            "reference": None if self.reference is None else self.reference.to_dict(),
+            "fit": None if self.fit is None else self.fit.to_json(),
+            "reference": None if self.reference is None else self.reference.to_json(),
             "stopped_rung": None if self.stopped is None else self.stopped.summary(),
             "seconds": self.seconds,
             "output": self.job_dir,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fit_rungs(rungs: tuple[RungResult, ...] | list[RungResult], offset: bool = False) -> PowerLawFit:

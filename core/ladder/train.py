@@ -36,7 +36,6 @@ from core.ladder.config import LadderConfig, RungPlan
 from core.ladder.fit import bits_per_char
 from core.ladder.jobs import PreparedLadder, check_ladder
 from core.ladder.library import (
-    CORPUS_FILE,
     LADDER,
     REFERENCE_FILE,
     RESULT_FILE,
@@ -47,6 +46,7 @@ from core.ladder.library import (
     rung_dir,
 )
 from core.ladder.reference import reference_score
+from core.pretrain.jobs import CORPUS_FILE
 from core.pretrain.library import save_tiny_model
 from core.pretrain.samples import sample_text
 from core.pretrain.sizes import training_flops
@@ -128,14 +128,7 @@ def _climb(folder: JobFolder, stop: StopRequest, started: float, echo: TextIO | 
     cancelled = stop.requested()
     status = "cancelled" if cancelled else "done"
     ladder = collect_result(folder.path, config, status, corpus, time.time() - started)
-    folder.update_status(
-        status=status,
-        phase="finished",
-        partial=cancelled,
-        rung=None,
-        result=ladder.to_dict(),
-        finished_at=time.time(),
-    )
+    folder.finish(status, partial=cancelled, rung=None, result=ladder.to_json())
     return ladder
 
 
@@ -149,7 +142,7 @@ def _score_reference(folder: JobFolder, text: str, echo: TextIO | None) -> None:
         folder.update_status(reference_error=str(exc))
         _say(echo, f"no reference point: {exc}")
         return
-    write_json_atomic(folder.file(REFERENCE_FILE), score.to_dict())
+    write_json_atomic(folder.file(REFERENCE_FILE), score.to_json())
     _say(echo, f"{score.model}: {score.bits_per_char:.3f} bits per character on the held-out text")
 
 
@@ -170,7 +163,7 @@ def _train_rung(
     started = time.time()
     rung_config = config.rung_config(rung, prepared.sample_prompt)
     path = rung_dir(ladder.path, rung.number)
-    folder = new_job_folder(path, rung_config.to_dict())
+    folder = new_job_folder(path, rung_config.to_json())
     folder.update_status(kind=RUNG_KIND, status="running", started_at=started)
     progress = JobProgress(folder, stop, started, echo)
     sample: dict[str, Any] = {"step": 0, "prompt": prepared.sample_prompt, "text": ""}
@@ -192,7 +185,7 @@ def _train_rung(
         run = TrainingRun(setup.trainer, config.steps, save, setup.parameters, after_train=write_sample)
         trained = run_training(folder, run, progress, stop, started)
     result = _rung_result(rung, config, trained, progress.rows, measured, sample)
-    write_json_atomic(path / RESULT_FILE, result.to_dict())
+    write_json_atomic(path / RESULT_FILE, result.to_json())
     if result.bits_per_char is not None:
         _say(echo, f"rung {rung.number}: held-out {result.bits_per_char:.3f} bits per character")
     return result
@@ -210,12 +203,7 @@ def _rung_result(
     curve = curve_points(rows, parameters, config.batch_size * config.context)
     eval_loss = trained.eval_loss_after
     return RungResult(
-        number=rung.number,
-        layers=rung.size.layers,
-        d_model=rung.size.d_model,
-        heads=rung.size.heads,
-        learning_rate=rung.learning_rate,
-        parameters=parameters,
+        **{**rung.row(), "parameters": parameters},
         steps=trained.steps,
         max_steps=trained.max_steps,
         partial=trained.partial,

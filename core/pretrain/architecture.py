@@ -21,10 +21,11 @@ tensors of a built model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 
 BYTES_PER_FLOAT = 4  # tiny models train in float32
 # Adam keeps two moments per weight: weights, gradients and moments are 4 floats per parameter.
@@ -40,7 +41,7 @@ def mlp_width(d_model: int) -> int:
 
 
 @dataclass(frozen=True)
-class TinyModelSize:
+class TinyModelSize(JsonRecord):
     """How big a tiny model is: depth, width, attention heads and how many tokens it reads at once."""
 
     layers: int = 2  # transformer blocks stacked on each other
@@ -74,9 +75,6 @@ class TinyModelSize:
     @property
     def head_width(self) -> int:
         return self.d_model // self.heads
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def llama_config(size: TinyModelSize, tokenizer: Any) -> Any:

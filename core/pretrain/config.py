@@ -9,11 +9,12 @@ every 50 steps, so a learner sees noise turn into words.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from core.checks import check_seed, config_from_dict, number, whole
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.pretrain.architecture import TinyModelSize
 from core.pretrain.corpus import DEFAULT_CORPUS
 from core.pretrain.tokenizer import CHAR, TOKENIZERS
@@ -24,7 +25,7 @@ MAX_SAMPLE_CHARS = 1000
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(JsonRecord):
     """Everything that decides a pretraining run; saved as the job's ``config.json``."""
 
     corpus: str = DEFAULT_CORPUS  # a built-in corpus's name, or a path to a UTF-8 .txt file
@@ -70,9 +71,6 @@ class PretrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.context
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:

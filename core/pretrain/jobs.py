@@ -19,9 +19,10 @@ message on the page, not a failed job.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from core.errors import InvalidInput
-from core.jobs.folder import JobFolder, find_job, mark_queued, new_job_folder
+from core.jobs.folder import JobFolder, JobKind, find_job, mark_queued, new_job_folder
 from core.jobs.launcher import start_job_process
 from core.jobs.paths import check_name, claim_named_folder, claim_new_folder
 from core.pretrain.config import PretrainConfig
@@ -33,20 +34,26 @@ CORPUS_FILE = "corpus.txt"
 SAMPLES_FILE = "samples.jsonl"
 
 
+def new_corpus_job(job_dir: Path, config: dict[str, Any], corpus: Corpus, kind: JobKind, **facts: Any) -> JobFolder:
+    """Write a new folder for a job that trains on ``corpus`` (pretraining, a ladder), status ``queued``.
+
+    The text goes beside the config, and status.json names the corpus and
+    its size; ``facts`` are what the kind records about itself from the start.
+    """
+    folder = new_job_folder(job_dir, config)
+    folder.file(CORPUS_FILE).write_text(corpus.text, encoding="utf-8")
+    corpus_facts = {"name": corpus.name, "builtin": corpus.builtin, "characters": corpus.characters}
+    mark_queued(folder, kind, corpus=corpus_facts, **facts)
+    return folder
+
+
 def create_pretrain_job(
     config: PretrainConfig, job_dir: Path, corpus: Corpus, model_dir: Path | None = None
 ) -> JobFolder:
     """Write a new pretraining job folder, status ``queued``; its model goes to ``model_dir`` (or ``<job>/model``)."""
     config.validate()
-    folder = new_job_folder(job_dir, config.to_dict())
-    folder.file(CORPUS_FILE).write_text(corpus.text, encoding="utf-8")
-    mark_queued(
-        folder,
-        PRETRAIN,
-        corpus={"name": corpus.name, "builtin": corpus.builtin, "characters": corpus.characters},
-        model_dir=str(Path(model_dir or folder.path / "model").resolve()),
-    )
-    return folder
+    model_dir = Path(model_dir or Path(job_dir) / "model").resolve()
+    return new_corpus_job(job_dir, config.to_json(), corpus, PRETRAIN, model_dir=str(model_dir))
 
 
 def start_pretrain_job(config: PretrainConfig, corpus: Corpus | None = None, name: str | None = None) -> Path:

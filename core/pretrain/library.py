@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
-from core.jobs.files import folder_replaced_atomically, read_json, write_json_atomic
+from core.jobs.files import folder_replaced_atomically, write_json_atomic
 from core.jobs.folder import JobKind, read_job
+from core.jobs.outputs import SavedOutput
 from core.jobs.paths import child_folder, data_root
 from core.pretrain.sizes import scientific
 
@@ -109,25 +110,15 @@ def is_tiny_model_dir(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class TinyModelInfo:
-    """A saved tiny model as the library lists it."""
+class TinyModelInfo(SavedOutput):
+    """A saved tiny model as the library lists it: ``path`` is what load_model and --model take.
 
-    name: str
-    path: Path  # the model folder: what load_model and --model take
-    training: dict[str, Any]  # training.json: corpus, size, losses, samples
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.training.get("partial"))
+    Its training.json holds the corpus, size, losses and samples.
+    """
 
     @property
     def parameters(self) -> int | None:
         return self.training.get("parameters")
-
-    @property
-    def card(self) -> str:
-        card = self.path / "README.md"
-        return card.read_text(encoding="utf-8") if card.is_file() else ""
 
 
 def list_tiny_models(root: Path | None = None) -> list[TinyModelInfo]:
@@ -136,9 +127,7 @@ def list_tiny_models(root: Path | None = None) -> list[TinyModelInfo]:
     if not root.is_dir():
         return []
     found = [
-        TinyModelInfo(p.name, p, read_json(p / "training.json") or {})
-        for p in root.iterdir()
-        if not p.name.startswith(".") and is_tiny_model_dir(p)
+        TinyModelInfo.read(p.name, p) for p in root.iterdir() if not p.name.startswith(".") and is_tiny_model_dir(p)
     ]
     return sorted(found, key=lambda m: (m.path / "model.safetensors").stat().st_mtime, reverse=True)
 

@@ -184,7 +184,7 @@ def model_info(
         "corpus_tokens": prepared.split.total,
         "tokenizer": config.tokenizer,
         "vocabulary": len(setup.tokenizer),
-        "size": config.size.to_dict(),
+        "size": config.size.to_json(),
         "training": {k: getattr(config, k) for k in ("max_steps", "batch_size", "learning_rate", "seed")},
         **pretrain_summary(result),
         "max_steps": result.max_steps,

@@ -37,9 +37,40 @@ from core.distributions import SamplingSettings
 from core.errors import InvalidInput
 from core.generation import MAX_NEW_TOKENS, generate
 from core.models import LoadedModel
+from core.promptlab.task import Task
 from core.prompts import Example, completion_ids, prompt_ids
 
 CHUNK = 8  # items sent to the engine at once: their caches are held together (~20 MB per 100 tokens)
+Progress = Callable[[int, int], None]  # (items answered so far, items in all)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How every item of a prompt-lab run is answered: sampling settings, longest answer, chat template or not."""
+
+    settings: SamplingSettings
+    max_new_tokens: int
+    chat: bool
+
+    @classmethod
+    def of(
+        cls,
+        backend: Backend,
+        task: Task,
+        settings: SamplingSettings | None,
+        max_new_tokens: int | None,
+        chat: bool | None,
+    ) -> Decoding:
+        """What was asked for, else the defaults: greedy, the task's answer length, chat if the backend reads it."""
+        return cls(
+            settings or SamplingSettings(temperature=0),
+            max_new_tokens or task.max_new_tokens,
+            backend.reads_chat if chat is None else chat,
+        )
+
+    def check(self, backend: Backend) -> None:
+        """Refuse these settings before any item is asked (``check_decoding``)."""
+        check_decoding(backend, self.settings, self.max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,23 @@ def answer_all(
         if on_done is not None:
             on_done(len(out))
     return out
+
+
+def answer_runs(
+    backend: Backend,
+    runs: Sequence[Sequence[Prepared]],
+    decoding: Decoding,
+    seed: int,
+    on_progress: Progress | None = None,
+) -> list[list[Answered]]:
+    """Each run's answers, run after run; ``on_progress`` hears the items answered so far, over all the runs."""
+    total = sum(len(run) for run in runs)
+    answers, done_before = [], 0
+    for run in runs:
+        report = None if on_progress is None else (lambda done, d=done_before: on_progress(d + done, total))
+        answers.append(answer_all(backend, run, decoding.settings, seed, decoding.max_new_tokens, report))
+        done_before += len(run)
+    return answers
 
 
 def _read_shared_opening(lm: LoadedModel, prompts: Sequence[Sequence[int]]) -> tuple[int, Any]:

@@ -30,9 +30,10 @@ from core.backends.base import Backend
 from core.checks import whole
 from core.distributions import SamplingSettings
 from core.errors import InvalidInput
-from core.promptlab.answers import answer_all, check_decoding, prepare
+from core.json_records import JsonRecord
+from core.promptlab.answers import Decoding, Progress, answer_runs, prepare
 from core.promptlab.task import Task
-from core.promptlab.variants import Progress, PromptVariant, RunScore, judged, run_score
+from core.promptlab.variants import PromptVariant, RunScore, judged, run_score
 from core.prompts import Example, pick_shots
 
 MAX_ORDERS = 10
@@ -50,7 +51,7 @@ class ShotRun:
 
 
 @dataclass(frozen=True)
-class ShotPoint:
+class ShotPoint(JsonRecord):
     """One ``k`` of a curve: means over the orders, with their minimum and maximum."""
 
     shots: int
@@ -61,9 +62,6 @@ class ShotPoint:
     p_expected_min: float | None
     p_expected_max: float | None
     orders: int
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -157,13 +155,12 @@ def shot_curve(
     on_progress: Progress | None = None,
 ) -> ShotCurve:
     """Measure the curve; every prompt of every run is built and checked before the first is asked."""
-    settings = settings or SamplingSettings(temperature=0)
-    max_new_tokens = max_new_tokens or task.max_new_tokens
-    chat = backend.reads_chat if chat is None else chat
+    decoding = Decoding.of(backend, task, settings, max_new_tokens, chat)
+    chat = decoding.chat
     variant = (variant or PromptVariant(template=task.default_template)).validate()
     ks = check_shot_counts(shots, task)
     whole(orders, "The number of orders", 1, MAX_ORDERS)
-    check_decoding(backend, settings, max_new_tokens)
+    decoding.check(backend)
     if not any(item.completion for item in task.items):
         raise InvalidInput("The shot curve needs items with expected answers: type them as 'input => expected'.")
     plans = []
@@ -178,13 +175,11 @@ def shot_curve(
                 label = f"Variant {variant.name} with {k} example{'' if k == 1 else 's'}"
                 asked = [variant.ask(item, shown, chat) for item in task.items]
                 plans.append((curve, k, order, prepare(backend, asked, chat, label)))
-    total = len(plans) * len(task.items)
-    runs = []
-    for n, (curve, k, order, prepared) in enumerate(plans):
-        done_before = n * len(task.items)
-        report = None if on_progress is None else (lambda done, d=done_before: on_progress(d + done, total))
-        answered = answer_all(backend, prepared, settings, seed, max_new_tokens, report)
-        runs.append(ShotRun(curve, k, order, run_score(judged(task, answered, normalised))))
+    answers = answer_runs(backend, [prepared for *_, prepared in plans], decoding, seed, on_progress)
+    runs = [
+        ShotRun(curve, k, order, run_score(judged(task, answered, normalised)))
+        for (curve, k, order, _), answered in zip(plans, answers, strict=True)
+    ]
 
     def points(curve: str) -> tuple[ShotPoint, ...]:
         # k = 0 shows no examples, so it has no labels to randomise: the random-labels curve starts at the same point
@@ -200,5 +195,5 @@ def shot_curve(
         points=points(GOLD),
         random_labels=points(RANDOM) if random_labels else None,
         runs=tuple(runs),
-        settings={**asdict(settings), "max_new_tokens": max_new_tokens, "chat": chat},
+        settings={**asdict(decoding.settings), "max_new_tokens": decoding.max_new_tokens, "chat": chat},
     )

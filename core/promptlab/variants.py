@@ -14,26 +14,25 @@ answer's length.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from core.backends.base import Backend
 from core.checks import whole
 from core.distributions import SamplingSettings
 from core.errors import InvalidInput
-from core.promptlab.answers import Answered, Prepared, answer_all, check_decoding, prepare
+from core.json_records import JsonRecord
+from core.promptlab.answers import Answered, Decoding, Prepared, Progress, answer_runs, prepare
 from core.promptlab.task import INPUT, Task
 from core.prompts import MAX_SHOTS, Example, pick_shots, with_shots
 
 MAX_VARIANTS = 4
 MAX_TEXT_CHARS = 4_000  # per system message, template or hint
 NAMES = "ABCD"
-Progress = Callable[[int, int], None]  # (items answered so far, items in all)
 
 
 @dataclass(frozen=True)
-class PromptVariant:
+class PromptVariant(JsonRecord):
     """One way of asking: a system message, a template with ``{input}``, ``shots`` examples and a format hint."""
 
     name: str = "A"
@@ -77,9 +76,6 @@ class PromptVariant:
         parts += ["system message"] if self.system.strip() else []
         parts += ["hint"] if self.hint.strip() else []
         return f"{self.name}: {', '.join(parts)}"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -188,30 +184,23 @@ def run_variants(
     on_progress: Progress | None = None,
 ) -> VariantsResult:
     """Ask every item with every variant, with the same decoding and seed; refuse bad input before any is asked."""
-    settings = settings or SamplingSettings(temperature=0)
-    max_new_tokens = max_new_tokens or task.max_new_tokens
-    chat = backend.reads_chat if chat is None else chat
-    check_decoding(backend, settings, max_new_tokens)
+    decoding = Decoding.of(backend, task, settings, max_new_tokens, chat)
+    decoding.check(backend)
+    chat = decoding.chat
     variants = check_variants(variants)
     plans = []
     for v in variants:
         shots = pick_shots(task.examples, task.check_shots(v.shots, f"Variant {v.name}"), seed)
         plans.append(prepare(backend, [v.ask(item, shots, chat) for item in task.items], chat, f"Variant {v.name}"))
-    total = len(variants) * len(task.items)
-    answers = []
-    for n, prepared in enumerate(plans):
-        done_before = n * len(task.items)
-        report = None if on_progress is None else (lambda done, d=done_before: on_progress(d + done, total))
-        answered = answer_all(backend, prepared, settings, seed, max_new_tokens, report)
-        answers.append(tuple(judged(task, answered, normalised)))
+    answered = answer_runs(backend, plans, decoding, seed, on_progress)
     return VariantsResult(
         task=task.name,
         target=task.target,
         variants=tuple(variants),
         items=task.items,
-        answers=tuple(answers),
+        answers=tuple(tuple(judged(task, run, normalised)) for run in answered),
         asked=tuple(_read_text(backend, plan[0]) for plan in plans),
-        settings={**asdict(settings), "seed": seed, "max_new_tokens": max_new_tokens, "chat": chat},
+        settings={**asdict(decoding.settings), "seed": seed, "max_new_tokens": decoding.max_new_tokens, "chat": chat},
     )
 
 

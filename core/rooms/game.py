@@ -23,10 +23,11 @@ command line) and must not be shown to students before the reveal.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.rooms.guesses import clean_guess, model_surface
 from core.rooms.scoring import Reveal, guess_ids, score_guesses
@@ -38,7 +39,7 @@ CHOICES = ("class", "model", "text")
 
 
 @dataclass(frozen=True)
-class RoundState:
+class RoundState(JsonRecord):
     """What a phone, or the teacher's board, shows while a round runs.
 
     It holds a count of answers and, for a student, their own name and
@@ -54,9 +55,6 @@ class RoundState:
     answers: int
     your_name: str | None = None
     your_guess: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class NextRound:
 
 
 @dataclass(frozen=True)
-class RoundSummary:
+class RoundSummary(JsonRecord):
     """One revealed round, class against model."""
 
     round: int
@@ -91,23 +89,22 @@ class RoundSummary:
     agreement: float  # share of the students whose own guess was the model's top token
     appended: Continuation | None  # what started the next round, if one was started
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "favourite_tokens": list(self.favourite_tokens),
-            "appended": self.appended.to_json() if self.appended else None,
-        }
-
 
 @dataclass(frozen=True)
-class RoomSummary:
+class RoomSummary(JsonRecord):
     """The game so far: the story the rounds wrote, and how often the class and the model agreed."""
+
+    json_derived = ("rounds_played", "rounds_agreed", "mean_agreement")
 
     room: str
     model: str
     prompt: str  # as the teacher typed it
     text: str  # what the model reads now: the prompt with every appended continuation
     rounds: tuple[RoundSummary, ...]  # revealed rounds only
+
+    @property
+    def rounds_played(self) -> int:
+        return len(self.rounds)
 
     @property
     def rounds_agreed(self) -> int:
@@ -117,18 +114,6 @@ class RoomSummary:
     def mean_agreement(self) -> float | None:
         """The mean over rounds of the share of the class that agreed with the model (None before any reveal)."""
         return sum(r.agreement for r in self.rounds) / len(self.rounds) if self.rounds else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "room": self.room,
-            "model": self.model,
-            "prompt": self.prompt,
-            "text": self.text,
-            "rounds": [r.to_json() for r in self.rounds],
-            "rounds_played": len(self.rounds),
-            "rounds_agreed": self.rounds_agreed,
-            "mean_agreement": self.mean_agreement,
-        }
 
 
 def _check_room_left(lm: LoadedModel, n_tokens: int) -> None:

@@ -43,10 +43,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.distributions import next_token_distribution
+from core.json_records import JsonRecord, json_name
 from core.models import LoadedModel
 from core.probe import continuation_logprobs
 from core.rooms.guesses import bucket_key, model_surface, typed_form
@@ -57,8 +58,10 @@ TOP_K = 10
 
 
 @dataclass(frozen=True)
-class GuessReading:
+class GuessReading(JsonRecord):
     """A text as the model would write it next: its tokens and the probability of all of them in a row."""
+
+    json_derived = ("prob",)
 
     typed: str  # the typed form ("Cold")
     surface: str  # what the model would write (" Cold")
@@ -74,12 +77,9 @@ class GuessReading:
     def multi_token(self) -> bool:
         return len(self.token_ids) > 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "token_ids": list(self.token_ids), "tokens": list(self.tokens), "prob": self.prob}
-
 
 @dataclass(frozen=True)
-class BucketResult:
+class BucketResult(JsonRecord):
     """One bar of the class's histogram, beside the model's probability for the same word.
 
     ``model_prob`` is that of ``reading``, the spelling the model prefers
@@ -116,7 +116,7 @@ class BucketResult:
 
 
 @dataclass(frozen=True)
-class StudentResult:
+class StudentResult(JsonRecord):
     """One student's guess after the reveal: name and guess as typed, and the model's probability for it."""
 
     name: str
@@ -125,12 +125,9 @@ class StudentResult:
     model_prob: float
     agreed: bool  # the guess is the model's top token
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ModelChoice:
+class ModelChoice(JsonRecord):
     """One of the model's most likely next tokens, with how many students guessed the same word."""
 
     token: str
@@ -139,12 +136,9 @@ class ModelChoice:
     key: str
     class_count: int
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Reveal:
+class Reveal(JsonRecord):
     """A round's result: the class's histogram beside the model's probabilities, and who said what.
 
     ``buckets`` are ordered most guessed first (then the bucket guessed
@@ -155,12 +149,12 @@ class Reveal:
 
     room: str
     round: int
-    prompt_text: str
+    prompt_text: str = field(metadata=json_name("prompt"))
     revealed: bool
     model: str
-    answers: int
-    buckets: tuple[BucketResult, ...]
-    students: tuple[StudentResult, ...]
+    answers: int = field(metadata=json_name("students"))  # how many answered
+    buckets: tuple[BucketResult, ...] = field(metadata=json_name("guesses"))
+    students: tuple[StudentResult, ...] = field(metadata=json_name("answers"))  # who answered what
     model_top: tuple[ModelChoice, ...]
     agreement: float
 
@@ -178,19 +172,7 @@ class Reveal:
         return next((b for b in self.buckets if b.key == key), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "room": self.room,
-            "round": self.round,
-            "prompt": self.prompt_text,
-            "revealed": self.revealed,
-            "model": self.model,
-            "students": self.answers,
-            "guesses": [b.to_json() for b in self.buckets],
-            "answers": [s.to_json() for s in self.students],
-            "model_top": [c.to_json() for c in self.model_top],
-            "agreement": self.agreement,
-            "favourite": self.favourite.label if self.favourite else None,
-        }
+        return {**super().to_json(), "favourite": self.favourite.label if self.favourite else None}
 
 
 def guess_ids(lm: LoadedModel, surface: str) -> list[int]:

@@ -25,12 +25,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput, LabError
 from core.jobs.paths import data_root
+from core.json_records import JsonRecord, json_name
 from core.rooms.codes import new_code, new_teacher_token, normalise_code, token_hash, token_matches
 from core.rooms.guesses import check_student_id, clean_guess, clean_name
 
@@ -86,10 +87,10 @@ def rooms_path() -> Path:
 
 
 @dataclass(frozen=True)
-class Room:
+class Room(JsonRecord):
     """An open room: the teacher's prompt, the model it is played with, and the round it is at."""
 
-    code: str
+    code: str = field(metadata=json_name("room"))
     prompt: str
     chat: bool
     model: str
@@ -97,10 +98,6 @@ class Room:
     expires_at: float
     closed: bool
     round: int
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {"room": data.pop("code"), **data}
 
 
 @dataclass(frozen=True)
@@ -115,37 +112,24 @@ class OpenedRoom:
 
 
 @dataclass(frozen=True)
-class Continuation:
+class Continuation(JsonRecord):
     """What was appended to a round's prompt to start the next round, and who chose it."""
 
     source: str  # "class", "model" or "text"
     text: str  # exactly what the model reads, leading space included
     ids: tuple[int, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "text": self.text, "ids": list(self.ids)}
-
 
 @dataclass(frozen=True)
-class RoundRecord:
+class RoundRecord(JsonRecord):
     """One round as stored: the prompt the class guesses after, and whether it has been revealed."""
 
     room: str
-    number: int
+    number: int = field(metadata=json_name("round"))
     prompt_text: str
     prompt_ids: tuple[int, ...]
     revealed: bool
     chosen: Continuation | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "room": self.room,
-            "round": self.number,
-            "prompt_text": self.prompt_text,
-            "prompt_ids": list(self.prompt_ids),
-            "revealed": self.revealed,
-            "chosen": self.chosen.to_json() if self.chosen else None,
-        }
 
 
 @dataclass(frozen=True)

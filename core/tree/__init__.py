@@ -15,20 +15,32 @@ logs of the raw distribution (temperature 1, nothing pruned), whatever the
 sampling settings.
 """
 
-from core.tree.beams import Beam, BeamSearch, beam_search, check_beam_search
-from core.tree.growth import MAX_BEAMS, MAX_CHILDREN, MAX_DEPTH, MAX_SAMPLES, Expansion, expand
-from core.tree.samples import Sample, SampledTree, TreeNode, check_samples, merge, sample_tree
+from core.tree.beams import Beam, BeamSearch, beam_search
+from core.tree.growth import (
+    MAX_BEAMS,
+    MAX_CHILDREN,
+    MAX_DEPTH,
+    MAX_LENGTH_PENALTY,
+    MAX_SAMPLES,
+    Expansion,
+    TokenPath,
+    check_beam_search,
+    check_samples,
+    expand,
+)
+from core.tree.samples import SampledTree, TreeNode, merge, sample_tree
 
 __all__ = [
     "MAX_BEAMS",
     "MAX_CHILDREN",
     "MAX_DEPTH",
+    "MAX_LENGTH_PENALTY",
     "MAX_SAMPLES",
     "Beam",
     "BeamSearch",
     "Expansion",
-    "Sample",
     "SampledTree",
+    "TokenPath",
     "TreeNode",
     "beam_search",
     "check_beam_search",

@@ -9,62 +9,31 @@ whether they differ, is the point of the page built on this.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from core.errors import InvalidInput
 from core.models import LoadedModel
-from core.tree.growth import (
-    MAX_BEAMS,
-    ForwardMany,
-    Growing,
-    _forward_many,
-    advance,
-    check_count,
-    check_depth,
-    prompt_ids_with_room,
-    start,
-    token_texts,
-)
-
-MAX_LENGTH_PENALTY = 2.0
+from core.tree.growth import Growing, GrownFrom, TokenPath, advance, check_beam_search, prompt_ids_with_room, start
 
 
 @dataclass(frozen=True)
-class Beam:
-    """One continuation: its tokens, each one's log-probability, their sum and the score it was ranked by.
+class Beam(TokenPath):
+    """One continuation and the score it was ranked by.
 
     ``score`` is ``logprob / len(ids) ** length_penalty`` (equal to ``logprob``
-    with no penalty). ``finished``: it ended with an end-of-sequence token.
+    with no penalty).
     """
 
-    ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-    logprobs: tuple[float, ...]
-    logprob: float
     score: float
-    finished: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "tokens": list(self.tokens),
-            "logprob": self.logprob,
-            "logprobs": list(self.logprobs),
-            "score": self.score,
-            "finished": self.finished,
-        }
 
 
 @dataclass(frozen=True)
-class BeamSearch:
+class BeamSearch(GrownFrom):
     """The beams found, best first, and the greedy path (width 1) beside them."""
 
-    model: str
-    prompt_ids: tuple[int, ...]
+    json_derived = ("differs_from_greedy",)
+
     width: int
-    depth: int
     length_penalty: float
     beams: tuple[Beam, ...]
     greedy: Beam
@@ -73,27 +42,13 @@ class BeamSearch:
     def differs_from_greedy(self) -> bool:
         return self.beams[0].ids != self.greedy.ids
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "prompt_ids": list(self.prompt_ids),
-            "width": self.width,
-            "depth": self.depth,
-            "length_penalty": self.length_penalty,
-            "beams": [b.to_json() for b in self.beams],
-            "greedy": self.greedy.to_json(),
-            "differs_from_greedy": self.differs_from_greedy,
-        }
-
 
 def _score(logprob: float, length: int, length_penalty: float) -> float:
     return logprob / length**length_penalty if length else logprob
 
 
 def _beam(lm: LoadedModel, path: Growing, length_penalty: float) -> Beam:
-    logprob = path.logprob
-    score = _score(logprob, len(path.ids), length_penalty)
-    return Beam(tuple(path.ids), token_texts(lm, path.ids), tuple(path.logprobs), logprob, score, path.finished)
+    return Beam.grown(lm, path, score=_score(path.logprob, len(path.ids), length_penalty))
 
 
 def _best_steps(beams: list[Growing], width: int, length_penalty: float) -> list[tuple[Growing, int | None]]:
@@ -115,16 +70,6 @@ def _best_steps(beams: list[Growing], width: int, length_penalty: float) -> list
     return [(beam, token) for _, beam, token in candidates[:width]]
 
 
-def check_beam_search(width: int, depth: int, length_penalty: float) -> float:
-    """Refuse a width, depth or length penalty out of range (before any model is loaded); the penalty as a float."""
-    check_count(width, 1, MAX_BEAMS, "The beam width must be between {low} and {high}; got {value!r}.")
-    check_depth(depth)
-    alpha = length_penalty
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= MAX_LENGTH_PENALTY:
-        raise InvalidInput(f"The length penalty must be between 0 and {MAX_LENGTH_PENALTY:g}; got {alpha!r}.")
-    return float(alpha)
-
-
 def beam_search(
     lm: LoadedModel,
     prompt: str,
@@ -132,7 +77,6 @@ def beam_search(
     depth: int = 8,
     length_penalty: float = 0.0,
     chat: bool = False,
-    forward_many: ForwardMany = _forward_many,
 ) -> BeamSearch:
     """Keep the ``width`` best continuations at each depth, for up to ``depth`` tokens; best first.
 
@@ -145,7 +89,7 @@ def beam_search(
     """
     alpha = check_beam_search(width, depth, length_penalty)
     prompt_ids = prompt_ids_with_room(lm, prompt, chat, depth)
-    root = start(lm, prompt_ids, forward_many)
+    root = start(lm, prompt_ids)
     beams, greedy = [root], root
     for step in range(depth):
         if all(b.finished for b in beams) and greedy.finished:
@@ -160,10 +104,10 @@ def beam_search(
             greedy_at = next((i for i, (b, t) in enumerate(steps) if b is greedy and t == best), len(steps))
             if greedy_at == len(steps):
                 steps.append((greedy, best))
-        grown = advance(lm, steps, step < depth - 1, forward_many)
+        grown = advance(lm, steps, step < depth - 1)
         children = iter(grown)
         beams = [beam if token is None else next(children) for beam, token in chosen]
         if greedy_at is not None:
             greedy = grown[greedy_at]
     ranked = sorted((_beam(lm, b, alpha) for b in beams), key=lambda b: -b.score)
-    return BeamSearch(lm.display_name, tuple(prompt_ids), width, depth, alpha, tuple(ranked), _beam(lm, greedy, alpha))
+    return BeamSearch(lm.display_name, tuple(prompt_ids), depth, width, alpha, tuple(ranked), _beam(lm, greedy, alpha))

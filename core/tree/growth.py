@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 
 from core.distributions import TokenProb, next_token_distribution
 from core.errors import InvalidInput
+from core.json_records import JsonRecord
 from core.models import LoadedModel
 from core.tokens import check_token_ids, encode_prompt, token_text
 
@@ -25,6 +26,7 @@ MAX_BEAMS = 16
 MAX_DEPTH = 32
 MAX_SAMPLES = 64
 MAX_CHILDREN = 50
+MAX_LENGTH_PENALTY = 2.0
 
 Request = tuple[list[int], Any, bool]  # (new ids, past KV cache or None, last_only), as LoadedModel.forward takes
 ForwardMany = Callable[[LoadedModel, list[Request]], list[tuple[torch.Tensor, Any]]]
@@ -56,14 +58,14 @@ class Growing:
         return self
 
 
-def start(lm: LoadedModel, prompt_ids: list[int], forward_many: ForwardMany) -> Growing:
+def start(lm: LoadedModel, prompt_ids: list[int], forward_many: ForwardMany = _forward_many) -> Growing:
     """The empty continuation: one pass over the prompt."""
     ((logits, past),) = forward_many(lm, [(prompt_ids, None, True)])
     return Growing([], []).see(logits[-1], past)
 
 
 def advance(
-    lm: LoadedModel, steps: Sequence[tuple[Growing, int]], run_model: bool, forward_many: ForwardMany
+    lm: LoadedModel, steps: Sequence[tuple[Growing, int]], run_model: bool, forward_many: ForwardMany = _forward_many
 ) -> list[Growing]:
     """Each (parent, token) becomes a child; the unfinished children go to the model in one call.
 
@@ -97,6 +99,22 @@ def check_depth(depth: int) -> int:
     return check_count(depth, 1, MAX_DEPTH, "The depth must be between {low} and {high} tokens; got {value!r}.")
 
 
+def check_beam_search(width: int, depth: int, length_penalty: float) -> float:
+    """Refuse a width, depth or length penalty out of range (before any model is loaded); the penalty as a float."""
+    check_count(width, 1, MAX_BEAMS, "The beam width must be between {low} and {high}; got {value!r}.")
+    check_depth(depth)
+    alpha = length_penalty
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0 <= alpha <= MAX_LENGTH_PENALTY:
+        raise InvalidInput(f"The length penalty must be between 0 and {MAX_LENGTH_PENALTY:g}; got {alpha!r}.")
+    return float(alpha)
+
+
+def check_samples(n: int, depth: int) -> None:
+    """Refuse a number of samples or a depth out of range (before any model is loaded)."""
+    check_count(n, 1, MAX_SAMPLES, "The number of samples must be between {low} and {high}; got {value!r}.")
+    check_depth(depth)
+
+
 def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -> list[int]:
     """The prompt's ids (plain or chat-templated), refused when ``extra`` more tokens would not fit the context."""
     ids = encode_prompt(lm, prompt, chat).ids
@@ -108,22 +126,43 @@ def prompt_ids_with_room(lm: LoadedModel, prompt: str, chat: bool, extra: int) -
     return ids
 
 
-def token_texts(lm: LoadedModel, ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(token_text(lm.tokenizer, i) for i in ids)
+@dataclass(frozen=True)
+class GrownFrom(JsonRecord):
+    """What every tree grown after a prompt records first: the model, the prompt's ids and the depth asked for."""
+
+    model: str
+    prompt_ids: tuple[int, ...]
+    depth: int
 
 
 @dataclass(frozen=True)
-class Expansion:
+class TokenPath(JsonRecord):
+    """A grown continuation: its tokens, each one's log-probability and their sum.
+
+    Log-probabilities are the raw ones (temperature 1, nothing pruned),
+    however the path was chosen. ``finished``: it ended with an
+    end-of-sequence token.
+    """
+
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    logprob: float
+    finished: bool
+
+    @classmethod
+    def grown(cls, lm: LoadedModel, path: Growing, **more: Any) -> Self:
+        """What ``path`` grew into, as a result; ``more`` holds a subclass's own fields."""
+        tokens = tuple(token_text(lm.tokenizer, i) for i in path.ids)
+        return cls(tuple(path.ids), tokens, tuple(path.logprobs), path.logprob, path.finished, **more)
+
+
+@dataclass(frozen=True)
+class Expansion(JsonRecord):
     """The likeliest children of one node: the tokens that may follow prompt + ``prefix_ids``, likeliest first."""
 
     prefix_ids: tuple[int, ...]
     children: tuple[TokenProb, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix_ids": list(self.prefix_ids),
-            "children": [{"token": c.token, "id": c.id, "prob": c.prob, "logprob": c.logprob} for c in self.children],
-        }
 
 
 def expand(lm: LoadedModel, prompt: str, prefix_ids: Sequence[int] = (), k: int = 10, chat: bool = False) -> Expansion:

@@ -17,45 +17,24 @@ import torch
 
 from core.distributions import NextTokenDistribution, SamplingSettings, reshape, sample_token
 from core.generation import seeded_generator
+from core.json_records import JsonRecord, json_name
 from core.models import LoadedModel
 from core.tokens import token_text
-from core.tree.beams import Beam
 from core.tree.growth import (
-    MAX_SAMPLES,
     ForwardMany,
     Growing,
+    GrownFrom,
+    TokenPath,
     _forward_many,
     advance,
-    check_count,
-    check_depth,
+    check_samples,
     prompt_ids_with_room,
     start,
-    token_texts,
 )
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One sampled continuation; ``logprob`` sums the raw (temperature-1) log-probabilities of its tokens."""
-
-    ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-    logprobs: tuple[float, ...]
-    logprob: float
-    finished: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "tokens": list(self.tokens),
-            "logprob": self.logprob,
-            "logprobs": list(self.logprobs),
-            "finished": self.finished,
-        }
-
-
 @dataclass
-class TreeNode:
+class TreeNode(JsonRecord):
     """A token at a depth under its parent, and how many paths passed through it.
 
     ``prob`` is the model's p(token | prefix) at temperature 1; ``frequency``
@@ -73,44 +52,18 @@ class TreeNode:
     ended: int = 0
     children: list[TreeNode] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "token": self.token,
-            "id": self.id,
-            "count": self.count,
-            "prob": self.prob,
-            "frequency": self.frequency,
-            "ended": self.ended,
-            "children": [c.to_json() for c in self.children],
-        }
-
 
 @dataclass(frozen=True)
-class SampledTree:
+class SampledTree(GrownFrom):
     """``n`` samples and the tree they make; ``seed`` is the one used, so the same draw can be made again."""
 
-    model: str
-    prompt_ids: tuple[int, ...]
-    depth: int
     settings: SamplingSettings
     seed: int
-    samples: tuple[Sample, ...]
-    root: TreeNode
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "model": self.model,
-            "prompt_ids": list(self.prompt_ids),
-            "depth": self.depth,
-            "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p},
-            "seed": self.seed,
-            "samples": [x.to_json() for x in self.samples],
-            "tree": self.root.to_json(),
-        }
+    samples: tuple[TokenPath, ...]
+    root: TreeNode = field(metadata=json_name("tree"))
 
 
-def merge(paths: Sequence[Sample | Beam], tokenizer: Any) -> TreeNode:
+def merge(paths: Sequence[TokenPath], tokenizer: Any) -> TreeNode:
     """Merge continuations into a tree: one node per distinct prefix, counting the paths through it."""
     root = TreeNode(None, "", len(paths), 1.0, 1.0)
     for path in paths:
@@ -143,12 +96,6 @@ def _draw(lm: LoadedModel, path: Growing, settings: SamplingSettings, generator:
     return sample_token(reshape(dist, settings), generator)
 
 
-def check_samples(n: int, depth: int) -> None:
-    """Refuse a number of samples or a depth out of range (before any model is loaded)."""
-    check_count(n, 1, MAX_SAMPLES, "The number of samples must be between {low} and {high}; got {value!r}.")
-    check_depth(depth)
-
-
 def sample_tree(
     lm: LoadedModel,
     prompt: str,
@@ -178,8 +125,6 @@ def sample_tree(
         steps = [(paths[i], _draw(lm, paths[i], settings, generator)) for i in live]
         for i, child in zip(live, advance(lm, steps, step < depth - 1, forward_many), strict=True):
             paths[i] = child
-    samples = tuple(
-        Sample(tuple(p.ids), token_texts(lm, p.ids), tuple(p.logprobs), p.logprob, p.finished) for p in paths
-    )
+    samples = tuple(TokenPath.grown(lm, p) for p in paths)
     root = merge(samples, lm.tokenizer)
     return SampledTree(lm.display_name, tuple(prompt_ids), depth, settings, generator.initial_seed(), samples, root)

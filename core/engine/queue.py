@@ -1,0 +1,77 @@
+"""The queue both engines share: forward passes wait on it for the one worker thread that runs them.
+
+A caller's pass is a request with a Future; the worker thread starts with
+the first request and stops after ``idle_stop_s`` without one (an engine
+then frees what it kept for the next pass). What the worker does with the
+requests waiting is each engine's own: the torch ``Engine`` cuts them into
+padded batches, the llama.cpp engine runs a round of one per slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+
+Queued = TypeVar("Queued")  # an engine's request: it carries the Future its caller waits on
+Handle = TypeVar("Handle")  # an engine's cache handle, handed back with the logits
+
+
+class PassQueue(ABC, Generic[Queued, Handle]):
+    """Requests for one worker thread, started by the first and stopped after ``idle_stop_s`` without any."""
+
+    worker_name: ClassVar[str]
+    idle_stop_s: ClassVar[float]
+
+    def __init__(self) -> None:
+        self._pending: list[Queued] = []
+        self._cond = threading.Condition()  # guards the queue and the worker
+        self._worker: threading.Thread | None = None
+
+    @abstractmethod
+    def submit(self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None) -> Future:
+        """Queue one pass; the Future gives ``(float32 logits, Handle)``."""
+
+    def forward(
+        self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None
+    ) -> tuple[torch.Tensor, Handle]:
+        """One pass, waited for: what ``LoadedModel.forward`` calls."""
+        return self.submit(ids, past, last_only, adapter).result()
+
+    def _enqueue(self, request: Queued) -> None:
+        """Put ``request`` on the queue and wake the worker, starting it if none runs."""
+        with self._cond:
+            self._on_queue(request)
+            self._pending.append(request)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name=self.worker_name, daemon=True)
+                self._worker.start()
+            self._cond.notify()
+
+    def _on_queue(self, request: Queued) -> None:
+        """With the queue's lock held, as ``request`` joins the queue (the torch engine numbers it here)."""
+
+    def _wait_for_requests(self) -> bool:
+        """With the queue's lock held: wait for requests, then for the rest of a wave; False once the worker stops."""
+        while not self._pending:
+            if not self._cond.wait(timeout=self.idle_stop_s) and not self._pending:
+                self._on_idle()
+                self._worker = None
+                return False
+        self._wait_for_wave()
+        return True
+
+    def _on_idle(self) -> None:
+        """With the queue's lock held, as the idle worker stops: free what was kept for the next pass."""
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The worker thread: take the waiting requests (``_wait_for_requests``) and answer them, until idle."""
+
+    @abstractmethod
+    def _wait_for_wave(self) -> None:
+        """With the queue's lock held: wait a moment for the streams of the last wave to come back."""
