@@ -143,7 +143,7 @@ class ProcessEngine:
                 future.set_exception(RuntimeError(logits))
                 continue
             kv = RemoteKV(handle, shared, length)
-            weakref.finalize(kv, self._free, handle)
+            weakref.finalize(kv, self._free, handle).atexit = False  # at exit the child goes with its pipe
             future.set_result((torch.from_numpy(logits), kv))
 
     def _fail(self, exc: BaseException) -> None:
