@@ -193,6 +193,17 @@ class LoadedModel:
             return self.process
         return self.engine
 
+    def in_engine_process(self) -> LoadedModel:
+        """This model with its base passes run by an engine process of its own (``core.engine.process``).
+
+        For the shared model of a class server, just loaded: the child gets
+        the weights as they are, before any adapter goes on them. A model on
+        llama.cpp or a GPU, or whose passes cannot be batched, stays as it is.
+        """
+        if self.llama is not None or self.process is not None or self.key.device != "cpu" or not self.engine.supported:
+            return self
+        return dataclasses.replace(self, process=ProcessEngine(self.model, self.engine.pad_id))
+
     def on_llamacpp(self, gguf: Path) -> LoadedModel:
         """A view of this model whose passes llama.cpp runs from ``gguf``, the file it was converted from."""
         try:
@@ -565,7 +576,7 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
     _check_causal(key.name, model, loading_info)
     model.to(key.device)
     model.eval()
-    lm = LoadedModel(
+    return LoadedModel(
         key=key,
         model=model,
         tokenizer=tokenizer,
@@ -574,10 +585,6 @@ def _load_uncached(key: ModelKey) -> LoadedModel:
         n_parameters=sum(p.numel() for p in model.parameters()),
         context_length=_context_length(model, tokenizer),
     )
-    if engine_process_wanted() and key.device == "cpu" and lm.engine.supported:
-        # before any adapter goes on the weights: the child gets the base model as loaded
-        lm.process = ProcessEngine(model, lm.engine.pad_id)
-    return lm
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:
@@ -606,6 +613,8 @@ class _ModelCache:
                     return self._models[key]
             try:
                 loaded = _load_uncached(key)
+                if engine_process_wanted():  # a class server: the shared model's passes off the sessions' GIL
+                    loaded = loaded.in_engine_process()
             finally:  # a model that failed to load leaves nothing behind, not even its key
                 with self._lock:
                     self._loading.pop(key, None)

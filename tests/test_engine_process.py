@@ -10,23 +10,29 @@ that return every position, one at a time or many at once.
 import pytest
 import torch
 
+from core import models
 from core.distributions import SamplingSettings, clear_memos
 from core.engine.process import PROCESS_ENV, RemoteKV
 from core.finetune.adapters import resolve_adapter
 from core.generation import generate
-from core.models import load_unshared
+from core.models import load_model, load_unshared
 from tests.adapters import saved_adapter_job
 from tests.test_engine import PROMPTS, same_answer, together
 
 
 @pytest.fixture(scope="module")
 def remote_lm():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(PROCESS_ENV, "1")
-        model = load_unshared("embedded", device="cpu")
+    model = load_unshared("embedded", device="cpu").in_engine_process()
     assert model.process is not None, "the engine process started"
     yield model
     clear_memos()
+
+
+def test_a_class_server_s_shared_model_runs_in_an_engine_process_and_a_ladder_rung_does_not(monkeypatch):
+    monkeypatch.setenv(PROCESS_ENV, "1")
+    monkeypatch.setattr(models, "MODEL_CACHE", models._ModelCache(capacity=1))
+    assert load_model("embedded", device="cpu").process is not None
+    assert load_unshared("embedded", device="cpu").process is None, "a model loaded for a moment spawns nothing"
 
 
 def test_the_weights_are_shared_with_the_engine_process_not_copied(remote_lm):
@@ -82,9 +88,7 @@ def test_an_adapter_view_runs_here_on_the_weights_it_switches(remote_lm, tmp_pat
 
 
 def test_a_stopped_engine_process_is_a_clear_error_not_a_hang():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(PROCESS_ENV, "1")
-        model = load_unshared("embedded", device="cpu")
+    model = load_unshared("embedded", device="cpu").in_engine_process()
     model.process._process.kill()
     model.process._process.join(timeout=10)
     with pytest.raises(RuntimeError, match="engine process stopped"):
