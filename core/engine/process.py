@@ -61,10 +61,6 @@ class RemoteKV:
     handle: int
     store: RemoteStore
     length: int
-    setting: Any = None  # always the base model
-
-    def get_seq_length(self) -> int:
-        return self.length
 
 
 class ProcessEngine:
