@@ -185,6 +185,11 @@ class LoadedModel:
         return f"torch · {self.key.dtype}{device}"
 
     @property
+    def runs_in_engine_process(self) -> bool:
+        """Whether this view's passes go to the engine process (a class server's base model) rather than run here."""
+        return self._base_engine is self.process
+
+    @property
     def _base_engine(self) -> Engine | ProcessEngine | LlamaCppEngine:
         """Who runs this view's batched passes: llama.cpp, the engine process (base model), or the engine here."""
         if self.llama is not None:

@@ -33,7 +33,7 @@ from ui import api_explorer
 from ui.charts import PLOTLY_CONFIG, distribution_figure
 from ui.render import path_html, plural, probe_html, share, token_chips
 from ui.rooms import ask_the_class
-from ui.session import current_backend, presenting, show_error
+from ui.session import current_backend, presenting, runs_on_words, show_error
 from ui.widgets import examples_box
 
 PROMPT, CHAT, PATH = "ex_prompt", "ex_chat", "ex_path"
@@ -195,7 +195,7 @@ if not backend.full_distribution:  # an API lists its top tokens only: a view of
     st.stop()
 
 lm = backend.lm
-st.caption(f"Model: **{lm.display_name}** · runs on {lm.runs_on}")
+st.caption(f"Model: **{lm.display_name}** · runs on {runs_on_words(lm)}")
 
 try:
     prompt: PromptTokens = encode_prompt(lm, st.session_state[PROMPT], chat=st.session_state[CHAT])

@@ -19,7 +19,7 @@ from core.errors import LabError
 from core.exports import safe_csv
 from ui.charts import PLOTLY_CONFIG
 from ui.render import RANK_BUCKETS, legend_html, rank_bucket, score_html
-from ui.session import current_backend, presenting, show_error
+from ui.session import current_backend, presenting, runs_on_words, show_error
 from ui.widgets import choice, examples_box
 
 TEXT, MODE, SAMPLE = "sc_text", "sc_mode", "sc_sample"
@@ -52,7 +52,7 @@ if not backend.can_score_prompt:
     )
     st.stop()
 lm = backend.lm
-st.caption(f"Model: **{lm.display_name}** · runs on {lm.runs_on}")
+st.caption(f"Model: **{lm.display_name}** · runs on {runs_on_words(lm)}")
 
 
 def _load_sample() -> None:

@@ -18,6 +18,7 @@ from core.generation import generate
 from core.models import load_model, load_unshared
 from tests.adapters import saved_adapter_job
 from tests.test_engine import PROMPTS, same_answer, together
+from ui.session import runs_on_words
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_an_adapter_view_runs_here_on_the_weights_it_switches(remote_lm, tmp_pat
     ids = remote_lm.tokenizer(PROMPTS[2])["input_ids"]
     tuned, past = view.forward(ids, None, last_only=True)
     base, _ = remote_lm.forward(ids, None, last_only=True)
-    assert not isinstance(past, RemoteKV)
+    assert not isinstance(past, RemoteKV) and not view.runs_in_engine_process
     assert float((torch.softmax(tuned[-1], -1) - torch.softmax(base[-1], -1)).abs().max()) > 1e-4
 
 
@@ -93,3 +94,9 @@ def test_a_stopped_engine_process_is_a_clear_error_not_a_hang():
     model.process._process.join(timeout=10)
     with pytest.raises(RuntimeError, match="engine process stopped"):
         model.forward([1, 2, 3], None, last_only=True)
+
+
+def test_a_view_says_whether_its_passes_run_in_the_engine_process(lm, remote_lm):
+    assert remote_lm.runs_in_engine_process and not lm.runs_in_engine_process
+    assert runs_on_words(remote_lm) == "torch · float32, in an engine process of its own"
+    assert runs_on_words(lm) == lm.runs_on == "torch · float32"

@@ -286,6 +286,11 @@ def current_base_model() -> LoadedModel | None:
         return None
 
 
+def runs_on_words(lm: LoadedModel) -> str:
+    """``lm.runs_on``, and on a class server that the passes run in an engine process of their own (same numbers)."""
+    return lm.runs_on + (", in an engine process of its own" if lm.runs_in_engine_process else "")
+
+
 def runs_on_torch_caption(lm: LoadedModel, why: str) -> None:
     """On a page that runs on torch although this session chose llama.cpp: one line saying so, and ``why``."""
     if st.session_state.get(MODEL_ENGINE) == LLAMACPP and not why_not_llamacpp(lm.key.name, lm.key.device):
@@ -401,7 +406,7 @@ def _runs_on_caption(lm: LoadedModel) -> None:
         why = why_not_llamacpp(lm.key.name, lm.key.device)
         if why is None and adapter:
             why = "llama.cpp cannot run a LoRA adapter, so torch runs the model while one is on."
-    runs_on = lm.on_torch().runs_on if adapter else lm.runs_on
+    runs_on = lm.on_torch().runs_on if adapter else runs_on_words(lm)
     st.caption(f"Runs on **{runs_on}**" + (f" — {why}" if why else ""))
 
 
