@@ -302,8 +302,7 @@ class LoadedModel:
         self.forward_calls += len(requests)
         if self.llama is None and not self.engine.supported:
             return [self._forward_alone(ids, copy.deepcopy(past), last) for ids, past, last in requests]
-        engine = self._base_engine
-        futures = [engine.submit(ids, past, last, self.adapter) for ids, past, last in requests]
+        futures = self._base_engine.submit_many(requests, self.adapter)
         return [future.result() for future in futures]
 
     def _forward_alone(self, input_ids: list[int], past: Any, last_only: bool) -> tuple[torch.Tensor, Any]:

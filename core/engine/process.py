@@ -104,6 +104,12 @@ class ProcessEngine:
         self._send(("pass", request, [int(i) for i in ids], None if past is None else past.handle, bool(last_only)))
         return future
 
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[int], RemoteKV | None, bool]], adapter: Any = None
+    ) -> list[Future]:
+        """Queue several passes; they reach the child's engine one after another, as it reads its pipe."""
+        return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
+
     def forward(
         self, ids: Sequence[int], past: RemoteKV | None, last_only: bool, adapter: Any = None
     ) -> tuple[torch.Tensor, RemoteKV]:

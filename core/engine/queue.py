@@ -36,6 +36,13 @@ class PassQueue(ABC, Generic[Queued, Handle]):
     def submit(self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None) -> Future:
         """Queue one pass; the Future gives ``(float32 logits, Handle)``."""
 
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[int], Handle | None, bool]], adapter: Any = None
+    ) -> list[Future]:
+        """Queue several passes ``(ids, past, last_only)`` at one moment: the worker finds them all waiting."""
+        with self._cond:
+            return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
+
     def forward(
         self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None
     ) -> tuple[torch.Tensor, Handle]:
