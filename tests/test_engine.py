@@ -152,3 +152,60 @@ def test_a_memoised_distribution_continues_a_kept_prefix_and_matches_a_full_read
     assert lm.engine.stats.new_tokens - read_before == 1, "one new token over the kept cache"
     plain = NextTokenDistribution("plain", tuple(ids), lm.forward(ids, None, True)[0][-1], lm.tokenizer)
     same_answer(fast.logits, plain.logits)
+
+
+def test_steps_and_prompts_waiting_together_run_as_one_packed_pass_each_answer_as_alone(lm):
+    """A class's mixed wave (streams' next steps, new prompts, a continued prompt, a full pass) in one packed row."""
+    engine = lm.engine
+    assert engine.packs, "the embedded model takes a packed row's block mask"
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS[:5]]
+    streams = [lm.forward(i, None, True)[1] for i in ids[:2]]
+    _, half = lm.forward(ids[4][:4], None, True)
+    step = lm.tokenizer(" the")["input_ids"][-1]
+    wave = [([step], streams[0], True), ([step], streams[1], True), (ids[2], None, True), (ids[3], None, False)]
+    wave.append((ids[4][4:], half, True))
+    alone = [lm.forward(i, past, last) for i, past, last in wave]
+    before = engine.stats.packed_batches
+    packed = lm.forward_many(wave)
+    assert engine.stats.packed_batches == before + 1, "the five passes ran as one packed row"
+    for (a, a_past), (b, b_past) in zip(alone, packed, strict=True):
+        assert a.shape == b.shape and a_past.length == b_past.length
+        for row in range(a.shape[0]):
+            same_answer(a[row], b[row])
+        # and the cache each got back continues as the one computed alone
+        same_answer(lm.forward([step], a_past, True)[0][-1], lm.forward([step], b_past, True)[0][-1])
+    assert not torch.allclose(packed[0][0], packed[1][0], atol=1e-2), "the streams got their own answers"
+
+
+def test_only_a_wave_of_steps_and_prompts_with_one_adapter_setting_is_packed():
+    from core.engine.kv import KVStore
+    from core.engine.plan import Limits, Request, packed
+
+    def step(seq, adapter=None):
+        store = KVStore(torch.zeros((1, 2, 1, 16, 1)), 5)
+        return Request([7], KVHandle(store, 5), True, adapter, seq=seq)
+
+    def prompt(seq, n=20):
+        return Request(list(range(1, n + 1)), None, True, None, seq=seq)
+
+    class Ref:  # an adapter reference as the engine sees it
+        slot, scale = "tuned", 1.0
+
+    limits = Limits()
+    steps, prompts = [step(0), step(1)], [prompt(2), prompt(3)]
+    assert packed([steps, prompts], limits) == steps + prompts
+    assert packed([prompts], limits) is None, "prompts alone stay on the padded path"
+    assert packed([steps], limits) is None, "so do steps alone (the kept slab serves them)"
+    tuned = step(4, Ref())
+    assert packed([steps, prompts, [tuned]], limits) == steps + prompts, "one row, one adapter setting"
+    small = Limits(pack_new_tokens=22)
+    assert packed([steps, prompts], small) == [*steps, prompts[0]], "within the budget of new tokens"
+    assert packed([prompts, steps], Limits(pack_new_tokens=30)) is None, "the oldest batch goes in whole or not at all"
+
+
+def test_the_packing_benchmark_compares_both_ways_and_leaves_packing_on(lm):
+    from core.bench.batching import packing
+
+    result = packing(lm, 3, 2, 1)
+    assert result["apart_s"] > 0 and result["packed_s"] > 0 and result["speedup"] > 0
+    assert lm.engine.packs

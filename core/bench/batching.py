@@ -118,6 +118,34 @@ def samples_batching(lm: LoadedModel, n: int, depth: int, repeats: int) -> dict[
     return {"one_at_a_time_s": alone_s, "batched_s": batched_s, "throughput_ratio": alone_s / batched_s}
 
 
+def packing(lm: LoadedModel, steps: int, prompts: int, repeats: int) -> dict[str, float]:
+    """A class's mixed wave: ``steps`` streams' next step and ``prompts`` new prompts, packed in one row or apart.
+
+    Apart is the engine without packing: the steps as one padded batch, the
+    prompts as another, each pass reading every weight. Same answers both ways
+    (tests check that); only the time differs. Needs the engine in this process.
+    """
+    engine = lm.engine
+    streams = [lm.forward(ids, None, True)[1] for ids in _prompts(lm, steps)]
+    news = _prompts(lm, steps + prompts)[steps:]
+    step = lm.tokenizer(" and")["input_ids"][-1]
+    wave = [([step], past, True) for past in streams] + [(ids, None, True) for ids in news]
+    chosen = engine.packs
+
+    def run(packs: bool) -> Callable[[], object]:
+        def once() -> None:
+            engine.packs = packs
+            lm.forward_many(wave)
+
+        return once
+
+    try:
+        apart_s, packed_s = median_seconds(run(False), repeats), median_seconds(run(chosen), repeats)
+    finally:
+        engine.packs = chosen
+    return {"apart_s": apart_s, "packed_s": packed_s, "speedup": apart_s / packed_s, "packs": float(chosen)}
+
+
 def run_batching(lm: LoadedModel, sizes: Sequence[int], repeats: int, stream_tokens: int = 16) -> dict[str, Any]:
     """Every batching line, for each class size in ``sizes``; keys as ``python -m core bench --json`` prints them."""
     result: dict[str, Any] = {"engine_batches": lm.engine is not None and lm.engine.supported}
@@ -128,4 +156,7 @@ def run_batching(lm: LoadedModel, sizes: Sequence[int], repeats: int, stream_tok
             result[f"streams_x{n}_{name}"] = value
     for name, value in samples_batching(lm, 16, 8, max(1, repeats // 2)).items():
         result[f"samples_x16_{name}"] = value
+    if lm.llama is None and not lm.runs_in_engine_process and lm.engine.supported:  # the engine here runs the wave
+        for name, value in packing(lm, 6, 3, repeats).items():
+            result[f"mixed_wave_6_steps_3_prompts_{name}"] = value
     return result

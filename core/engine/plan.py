@@ -67,6 +67,8 @@ class Limits:
     slack_q: int = 16
     slack_kv: int = 512
     adapters_at_once: int = 4  # the adapter host's capacity: a batch never needs more
+    pack_new_tokens: int = 256  # a packed pass (see ``packed``) reads at most this many new tokens ...
+    pack_past_tokens: int = 1024  # ... and copies at most this many cached ones into its row
 
 
 def plan(requests: list[Request], limits: Limits, mix_adapters: bool = True) -> list[list[Request]]:
@@ -92,6 +94,38 @@ def plan(requests: list[Request], limits: Limits, mix_adapters: bool = True) -> 
     batches = [chunk for pool in pools for chunk in _chunks(pool, limits)]
     batches.sort(key=lambda b: min(r.seq for r in b))
     return batches
+
+
+def packed(batches: list[list[Request]], limits: Limits) -> list[Request] | None:
+    """Decode steps and prompts waiting at once, as one packed pass; None when there is nothing to pack.
+
+    Padded into one batch, a one-token step beside a 20-token prompt would pay
+    for 20 columns; run apart, the steps wait for the prompts' pass, and each
+    pass reads every weight again. Packed, the requests' new tokens sit one
+    after another in a single row, each attending only to its own past and to
+    itself (a block mask), so a class's Generate steps and new prompts share
+    one pass. Only with one adapter setting (one row cannot mix adapters) and
+    while the pasts copied into the row stay small; the oldest batch always
+    goes in whole, so no request is overtaken.
+    """
+    oldest = batches[0]
+    setting = oldest[0].setting
+    if any(r.setting != setting for r in oldest):
+        return None
+    chosen: list[Request] = []
+    new = past = 0
+    for batch in batches:
+        for r in batch:
+            fits = new + r.q <= limits.pack_new_tokens and past + r.p <= limits.pack_past_tokens
+            if r.setting == setting and fits:
+                chosen.append(r)
+                new, past = new + r.q, past + r.p
+            elif batch is oldest:
+                return None
+    steps = any(r.q == 1 and r.p for r in chosen)
+    if not steps or all(r.q == 1 for r in chosen):
+        return None
+    return chosen
 
 
 def _chunks(reqs: list[Request], limits: Limits) -> list[list[Request]]:

@@ -19,6 +19,12 @@ needs. A wave of single-token steps keeps its slab (with spare columns): when
 the same streams come back for their next step, it runs in place, with no
 copy of their pasts (the copy is 40-60 % of a 30-stream step otherwise).
 
+When decode steps and prompts wait together (``plan.packed``), they run as
+one packed row instead: every request's past, then every request's new
+tokens, a block mask keeping each token to its own request; no padding, and
+the steps do not wait behind the prompts' pass. Each model is checked once
+(``_packing_agrees``) before its waves are packed.
+
 The worker holds the model's lock for each batch, so the passes that still
 run outside the engine (the logit lens, attention maps) never interleave.
 It stops after a while without requests and starts again on the next one,
@@ -31,7 +37,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +45,7 @@ from typing import Any
 import torch
 
 from core.engine.kv import KVHandle, KVShape, KVStore, SlabCache, appended, probe_kv_shape
-from core.engine.plan import Limits, Request, plan
+from core.engine.plan import Limits, Request, packed, plan
 from core.engine.queue import PassQueue
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -77,6 +83,7 @@ class EngineStats:
     batches: int = 0
     requests: int = 0
     kept_batches: int = 0  # batches that ran on the kept slab (no copy of the pasts)
+    packed_batches: int = 0  # decode steps and prompts in one packed row (``plan.packed``)
     rows_hist: dict[int, int] = field(default_factory=dict)
     padded_tokens: int = 0  # positions in the slabs, pads included
     real_tokens: int = 0  # positions holding a real token (cached or new)
@@ -106,6 +113,7 @@ class Engine(PassQueue[Request, KVHandle]):
         self.forward_calls = 0
         self._kv: KVShape | None = None
         self._probed = False
+        self.packs = False  # whether mixed waves run as one packed row: probed once; a benchmark may turn it off
         self._limits = Limits()
         self._kept: _Kept | None = None
         self._last_wave: set[int] | None = None  # stores of the last single-token wave (worker thread only)
@@ -120,6 +128,7 @@ class Engine(PassQueue[Request, KVHandle]):
                 if not self._probed:
                     self._kv = probe_kv_shape(self.model)
                     if self._kv is not None:
+                        self.packs = self._packing_agrees()
                         capacity = getattr(self.host, "capacity", 4)
                         self._limits = Limits(
                             max_kv_tokens=max(1024, SLAB_BUDGET_BYTES // self._kv.bytes_per_token),
@@ -154,11 +163,15 @@ class Engine(PassQueue[Request, KVHandle]):
                     return
                 pending, self._pending = self._pending, []
             batches = plan(pending, self._limits, mix_adapters=self.host is not None)
-            batch, rest = batches[0], [r for b in batches[1:] for r in b]
+            batch = packed(batches, self._limits) if self.packs else None
+            run = self._run_packed if batch else self._run_batch
+            batch = batch or batches[0]
+            taken = {id(r) for r in batch}
+            rest = [r for b in batches for r in b if id(r) not in taken]
             if rest:  # back to the front of the queue: they join whatever arrives meanwhile
                 with self._cond:
                     self._pending[:0] = rest
-            self._execute(batch)
+            self._execute(batch, run)
 
     def _on_idle(self) -> None:
         self._buffers.clear()  # idle: hand the slabs' memory back
@@ -184,12 +197,12 @@ class Engine(PassQueue[Request, KVHandle]):
                 return
             self._cond.wait(remaining)
 
-    def _execute(self, batch: list[Request]) -> None:
+    def _execute(self, batch: list[Request], run: Callable[[list[Request]], list[Any]] | None = None) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not live:
             return
         try:
-            results: list[Any] = self._run_batch(live)
+            results: list[Any] = (run or self._run_batch)(live)
         except Exception as exc:  # one bad request must not fail the others: run them one by one
             if len(live) == 1:
                 live[0].future.set_exception(exc)
@@ -258,6 +271,94 @@ class Engine(PassQueue[Request, KVHandle]):
         stats.real_tokens += sum(r.p + r.q for r in rows)
         stats.new_tokens += sum(r.q for r in rows)
         return results
+
+    def _run_packed(self, batch: list[Request]) -> list[tuple[torch.Tensor, KVHandle]]:
+        """One pass over ``batch`` as a single packed row; results in the order of ``batch``.
+
+        Row layout: every request's past, one after another, then every
+        request's new tokens in the same order. A new token attends to its own
+        request's past and to its request's new tokens up to itself; position
+        ids count from each request's own past. No column is padding.
+        """
+        assert self._kv is not None
+        kv = self._kv
+        P, Q = sum(r.p for r in batch), sum(r.q for r in batch)
+        T = P + Q
+        slab = self._buffer((kv.layers, 2, 1, kv.heads, T, kv.head_dim), "shared")
+        mask = torch.zeros((1, 1, Q, T), dtype=torch.bool)
+        input_ids = torch.empty((1, Q), dtype=torch.long)
+        position_ids = torch.empty((1, Q), dtype=torch.long)
+        keep: list[int] = []
+        spans: list[tuple[int, int]] = []  # (first new position, first kept logit row) of each request
+        past = new = 0
+        for r in batch:
+            if r.p:
+                slab[:, :, 0, :, past : past + r.p].copy_(r.past.store.data[:, :, :, : r.p])
+            rows = slice(new, new + r.q)
+            input_ids[0, rows] = torch.tensor(r.ids)
+            position_ids[0, rows] = torch.arange(r.p, r.p + r.q)
+            mask[0, 0, rows, past : past + r.p] = True
+            mask[0, 0, rows, P + new : P + new + r.q] = torch.ones((r.q, r.q), dtype=torch.bool).tril()
+            spans.append((new, len(keep)))
+            keep.extend([new + r.q - 1] if r.last_only else range(new, new + r.q))
+            past, new = past + r.p, new + r.q
+        started = time.perf_counter()
+        device = kv.device
+        with self.lock:
+            model, extra = self._adapters_for(batch)
+            with torch.inference_mode():
+                out = model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=position_ids.to(device),
+                    cache=SlabCache(slab, P),
+                    use_cache=True,
+                    logits_to_keep=torch.tensor(keep, device=device),
+                    **extra,
+                )
+            self.forward_calls += len(batch)
+        logits = out.logits.float().cpu()[0]  # [kept positions, vocab]
+        self.stats.seconds_forward += time.perf_counter() - started
+        results = []
+        for r, (first, row) in zip(batch, spans, strict=True):
+            kept = 1 if r.last_only else r.q
+            new_kv = slab[:, :, 0, :, P + first : P + first + r.q]
+            results.append((logits[row : row + kept], appended(r.past, new_kv, r.setting)))
+        steps = [result[1].store for r, result in zip(batch, results, strict=True) if r.q == 1]
+        self._last_wave = {id(store) for store in steps} if len(steps) > 1 else None
+        stats = self.stats
+        stats.batches += 1
+        stats.packed_batches += 1
+        stats.requests += len(batch)
+        stats.rows_hist[len(batch)] = stats.rows_hist.get(len(batch), 0) + 1
+        stats.padded_tokens += T
+        stats.real_tokens += T
+        stats.new_tokens += Q
+        return results
+
+    def _packing_agrees(self) -> bool:
+        """Whether this model gives a packed row the answers it gives each request alone (checked once).
+
+        A packed row needs the model to take a ready-made block mask and
+        per-token positions as they are; a model whose attention builds its
+        own mask would mix the requests. Two tiny passes alone against one
+        packed pass tell.
+        """
+        assert self._kv is not None
+        first, second = Request([1, 2, 3], None, False, None), Request([4, 5], None, False, None)
+        calls = self.forward_calls
+        try:
+            alone = [self._run_batch([r])[0][0] for r in (first, second)]
+            together = [logits for logits, _ in self._run_packed([first, second])]
+        except Exception:  # a model that refuses the mask or the positions: the padded path only
+            return False
+        finally:
+            self.stats, self.forward_calls = EngineStats(), calls  # the probe is not the callers' work
+        return all(  # the class-scale promise: every probability within 1e-4
+            a.shape == b.shape
+            and float((torch.softmax(a.double(), -1) - torch.softmax(b.double(), -1)).abs().max()) <= 1e-4
+            for a, b in zip(alone, together, strict=True)
+        )
 
     def _gathered_layout(self, batch: list[Request]) -> _Layout:
         """Copy every row's past into a slab, right-aligned at column P, zeros before them."""
