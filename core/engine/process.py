@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.multiprocessing  # registers the reductions that hand tensors over in shared memory)
 
+from core.engine.queue import Passes
 from core.errors import ModelLoadError
 
 PROCESS_ENV = "LLM_LAB_ENGINE_PROCESS"  # "1": base-model passes run in a process of their own (a class server)
@@ -63,7 +64,7 @@ class RemoteKV:
     length: int
 
 
-class ProcessEngine:
+class ProcessEngine(Passes[RemoteKV]):
     """``Engine.submit``/``forward`` for a model's base passes, answered by a child process."""
 
     def __init__(self, model: Any, pad_id: int) -> None:
@@ -103,17 +104,6 @@ class ProcessEngine:
             self._futures[request] = future
         self._send(("pass", request, [int(i) for i in ids], None if past is None else past.handle, bool(last_only)))
         return future
-
-    def submit_many(
-        self, requests: Sequence[tuple[Sequence[int], RemoteKV | None, bool]], adapter: Any = None
-    ) -> list[Future]:
-        """Queue several passes; they reach the child's engine one after another, as it reads its pipe."""
-        return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
-
-    def forward(
-        self, ids: Sequence[int], past: RemoteKV | None, last_only: bool, adapter: Any = None
-    ) -> tuple[torch.Tensor, RemoteKV]:
-        return self.submit(ids, past, last_only, adapter).result()
 
     def _send(self, message: tuple) -> None:
         try:

@@ -13,6 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
@@ -21,7 +22,36 @@ Queued = TypeVar("Queued")  # an engine's request: it carries the Future its cal
 Handle = TypeVar("Handle")  # an engine's cache handle, handed back with the logits
 
 
-class PassQueue(ABC, Generic[Queued, Handle]):
+class Passes(ABC, Generic[Handle]):
+    """What every engine offers its callers: ``submit`` one pass, several at one moment, or one waited for.
+
+    The engines here (``PassQueue``) and the engine process (``ProcessEngine``)
+    differ only in ``submit`` and in what "at one moment" can hold (``_together``).
+    """
+
+    @abstractmethod
+    def submit(self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None) -> Future:
+        """Queue one pass; the Future gives ``(float32 logits, Handle)``."""
+
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[int], Handle | None, bool]], adapter: Any = None
+    ) -> list[Future]:
+        """Queue several passes ``(ids, past, last_only)`` at one moment, so that they can share batches."""
+        with self._together():
+            return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
+
+    def forward(
+        self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None
+    ) -> tuple[torch.Tensor, Handle]:
+        """One pass, waited for: what ``LoadedModel.forward`` calls."""
+        return self.submit(ids, past, last_only, adapter).result()
+
+    def _together(self) -> AbstractContextManager[Any]:
+        """Held while ``submit_many`` queues its passes (nothing by default: they go one after another)."""
+        return nullcontext()
+
+
+class PassQueue(Passes[Handle], Generic[Queued, Handle]):
     """Requests for one worker thread, started by the first and stopped after ``idle_stop_s`` without any."""
 
     worker_name: ClassVar[str]
@@ -32,22 +62,8 @@ class PassQueue(ABC, Generic[Queued, Handle]):
         self._cond = threading.Condition()  # guards the queue and the worker
         self._worker: threading.Thread | None = None
 
-    @abstractmethod
-    def submit(self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None) -> Future:
-        """Queue one pass; the Future gives ``(float32 logits, Handle)``."""
-
-    def submit_many(
-        self, requests: Sequence[tuple[Sequence[int], Handle | None, bool]], adapter: Any = None
-    ) -> list[Future]:
-        """Queue several passes ``(ids, past, last_only)`` at one moment: the worker finds them all waiting."""
-        with self._cond:
-            return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
-
-    def forward(
-        self, ids: Sequence[int], past: Handle | None, last_only: bool, adapter: Any = None
-    ) -> tuple[torch.Tensor, Handle]:
-        """One pass, waited for: what ``LoadedModel.forward`` calls."""
-        return self.submit(ids, past, last_only, adapter).result()
+    def _together(self) -> AbstractContextManager[Any]:
+        return self._cond  # the worker cannot take the queue until every pass is on it
 
     def _enqueue(self, request: Queued) -> None:
         """Put ``request`` on the queue and wake the worker, starting it if none runs."""
