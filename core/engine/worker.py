@@ -90,6 +90,18 @@ class EngineStats:
     new_tokens: int = 0  # tokens read (the rest came from caches)
     seconds_forward: float = 0.0
 
+    def count(self, requests: list[Request], positions: int, kept: bool = False, packed: bool = False) -> None:
+        """One batch of ``requests`` over ``positions`` slab positions (pads included)."""
+        n = len(requests)
+        self.batches += 1
+        self.requests += n
+        self.kept_batches += kept
+        self.packed_batches += packed
+        self.rows_hist[n] = self.rows_hist.get(n, 0) + 1
+        self.padded_tokens += positions
+        self.real_tokens += sum(r.p + r.q for r in requests)
+        self.new_tokens += sum(r.q for r in requests)
+
 
 class Engine(PassQueue[Request, KVHandle]):
     """Batches the forward passes of one model and of the LoRA adapters on it.
@@ -262,14 +274,7 @@ class Engine(PassQueue[Request, KVHandle]):
         if layout.keep_for_next:  # the same streams' next step needs no copy of their pasts
             stores = [results[j][1].store for j in order]
             self._kept = _Kept(slab, valid, stores, [r.p + r.q for r in rows], T)
-        stats = self.stats
-        stats.batches += 1
-        stats.requests += n
-        stats.kept_batches += layout.kept
-        stats.rows_hist[n] = stats.rows_hist.get(n, 0) + 1
-        stats.padded_tokens += n * T
-        stats.real_tokens += sum(r.p + r.q for r in rows)
-        stats.new_tokens += sum(r.q for r in rows)
+        self.stats.count(rows, n * T, kept=layout.kept)
         return results
 
     def _run_packed(self, batch: list[Request]) -> list[tuple[torch.Tensor, KVHandle]]:
@@ -326,14 +331,7 @@ class Engine(PassQueue[Request, KVHandle]):
             results.append((logits[row : row + kept], appended(r.past, new_kv, r.setting)))
         steps = [result[1].store for r, result in zip(batch, results, strict=True) if r.q == 1]
         self._last_wave = {id(store) for store in steps} if len(steps) > 1 else None
-        stats = self.stats
-        stats.batches += 1
-        stats.packed_batches += 1
-        stats.requests += len(batch)
-        stats.rows_hist[len(batch)] = stats.rows_hist.get(len(batch), 0) + 1
-        stats.padded_tokens += T
-        stats.real_tokens += T
-        stats.new_tokens += Q
+        self.stats.count(batch, T, packed=True)
         return results
 
     def _packing_agrees(self) -> bool:
