@@ -209,3 +209,65 @@ def test_the_packing_benchmark_compares_both_ways_and_leaves_packing_on(lm):
     result = packing(lm, 3, 2, 1)
     assert result["apart_s"] > 0 and result["packed_s"] > 0 and result["speedup"] > 0
     assert lm.engine.packs
+
+
+def _prompt_request(seq: int, n: int):
+    from core.engine.plan import Request
+
+    return Request(list(range(1, n + 1)), None, True, None, seq=seq)
+
+
+def _partitions(items: list) -> list[list[list]]:
+    """Every way to split ``items`` into groups (Bell(n) of them)."""
+    if not items:
+        return [[]]
+    first, rest = items[0], items[1:]
+    out = []
+    for part in _partitions(rest):
+        out.append([[first], *part])
+        for i in range(len(part)):
+            out.append([*part[:i], [first, *part[i]], *part[i + 1 :]])
+    return out
+
+
+def test_prompts_are_cut_only_where_padding_costs_more_than_another_pass():
+    """A class's openings (17-23 tokens each) are one batch; the cut chosen is the cheapest of all possible ones."""
+    import random
+
+    from core.engine.plan import Limits, plan
+
+    limits = Limits()
+    wave = [_prompt_request(i, 17 + i % 7) for i in range(30)]
+    assert [len(b) for b in plan(wave, limits)] == [30], "90 padded columns cost less than a second pass"
+    apart = plan([_prompt_request(0, 200), _prompt_request(1, 6)], limits)
+    assert [len(b) for b in apart] == [1, 1], "194 padded columns cost more than a pass"
+    assert apart[0][0].seq == 0, "the batch holding the oldest request runs first"
+
+    def cost(batches):
+        return sum(limits.pass_cost_tokens + len(b) * max(r.q for r in b) for b in batches)
+
+    rng = random.Random(7)
+    free = Limits(slack_kv=10**9)  # only the cost decides here
+    for _ in range(40):
+        reqs = [_prompt_request(i, rng.choice([1, 3, 8, 20, 40, 90, 150])) for i in range(rng.randint(1, 7))]
+        batches = plan(reqs, free)
+        assert sorted(r.seq for b in batches for r in b) == list(range(len(reqs))), "each request exactly once"
+        assert cost(batches) == min(cost(p) for p in _partitions(reqs))
+
+
+def test_an_engine_with_its_process_to_itself_gives_small_passes_fewer_threads(lm, monkeypatch):
+    """The class server's engine process: decode steps and short prompts on one thread, a big prefill on all."""
+    from core.engine.worker import Engine, PassThreads
+
+    asked: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)  # record; the test process keeps its threads
+    engine = Engine(lm.model, lm.lock, None, pad_id=lm.engine.pad_id, threads=PassThreads(small=1, large=2))
+    assert engine.supported
+    short = lm.tokenizer(PROMPTS[0])["input_ids"]
+    long = lm.tokenizer(" ".join(PROMPTS * 2))["input_ids"]
+    assert len(short) < 64 <= len(long)
+    for ids in (short, long):
+        logits, _ = engine.forward(ids, None, True)
+        same_answer(logits[-1], lm.forward(ids, None, True)[0][-1])
+    assert asked == [1, 2]
+    assert PassThreads.leaving_one_core().small == max(1, torch.get_num_threads() - 1)

@@ -9,7 +9,9 @@ bursts of Python, and under a class of 30 the worker was busy 90 % of the
 time while the process used 1.3 of its 2 cores. ``ProcessEngine`` runs the
 same ``Engine`` (same batching, same numbers) in a child process whose GIL
 is its own; the weights are shared with it, not copied (torch moves them to
-shared memory when the model is handed over).
+shared memory when the model is handed over). Having its process to itself,
+the engine there sizes each pass's threads (``PassThreads``): a small pass
+leaves a core to the web server.
 
 Only base-model passes go there: an adapter's passes stay on the engine in
 this process, which can switch adapters on the weights it holds. A caller's
@@ -154,10 +156,10 @@ def _close(conn: Any, process: Any) -> None:
 
 def _serve(conn: Any, model: Any, pad_id: int) -> None:
     """The child: an ``Engine`` over the shared weights, fed from ``conn``; it ends when the parent goes."""
-    from core.engine.worker import Engine
+    from core.engine.worker import Engine, PassThreads
 
     torch.set_grad_enabled(False)
-    engine = Engine(model, threading.RLock(), None, pad_id=pad_id)
+    engine = Engine(model, threading.RLock(), None, pad_id=pad_id, threads=PassThreads.leaving_one_core())
     handles: dict[int, Any] = {}
     serial = itertools.count(1)
     replies: queue.SimpleQueue = queue.SimpleQueue()
