@@ -12,6 +12,7 @@ entropies are in nats (``entropy_bits`` gives bits).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from core.errors import InvalidInput
-from core.models import LoadedModel
+from core.models import MODEL_CACHE, LoadedModel, ModelKey
 from core.prefix_cache import PrefixCache
 from core.result_cache import ResultCache
 from core.tokens import ShownToken, check_fits, token_text, validate_prompt
@@ -28,6 +29,15 @@ from core.tokens import ShownToken, check_fits, token_text, validate_prompt
 DISTRIBUTION_CACHE: ResultCache[NextTokenDistribution] = ResultCache(capacity=256)
 SCORE_CACHE: ResultCache[TextScore] = ResultCache(capacity=64)
 PREFIX_CACHE = PrefixCache()
+
+
+def _forget_model(key: ModelKey) -> None:
+    """A model left memory: drop its kept caches (every adapter view of it), which would keep it alive."""
+    base = dataclasses.replace(key, adapter=None)
+    PREFIX_CACHE.forget(lambda k: isinstance(k, ModelKey) and dataclasses.replace(k, adapter=None) == base)
+
+
+MODEL_CACHE.on_evict(_forget_model)
 MAX_TEMPERATURE = 100.0
 
 

@@ -604,6 +604,21 @@ class _ModelCache:
         self._models: OrderedDict[ModelKey, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[ModelKey, threading.Lock] = {}
+        self._on_evict: list[Callable[[ModelKey], None]] = []
+
+    def on_evict(self, forget: Callable[[ModelKey], None]) -> None:
+        """Call ``forget(key)`` whenever a model leaves the cache, so nothing kept elsewhere holds it in memory.
+
+        A kept cache of keys and values (``core.distributions``' prefix cache) holds its engine: without
+        this, an evicted model of a class server, its engine process and its shared weights, stayed alive
+        until those entries aged out.
+        """
+        self._on_evict.append(forget)
+
+    def _evicted(self, keys: list[ModelKey]) -> None:
+        for key in keys:
+            for forget in self._on_evict:
+                forget(key)
 
     def get(self, key: ModelKey) -> LoadedModel:
         with self._lock:
@@ -624,8 +639,8 @@ class _ModelCache:
                     self._loading.pop(key, None)
             with self._lock:
                 self._models[key] = loaded
-                while len(self._models) > self.capacity:
-                    self._models.popitem(last=False)
+                evicted = [self._models.popitem(last=False)[0] for _ in range(len(self._models) - self.capacity)]
+            self._evicted(evicted)
             # A model and its tokenizer are hundreds of thousands of long-lived Python objects: move them
             # out of the collector's sight, so no later collection walks them again (0.65 s each, measured).
             gc.collect()
@@ -638,7 +653,9 @@ class _ModelCache:
 
     def clear(self) -> None:
         with self._lock:
+            evicted = list(self._models)
             self._models.clear()
+        self._evicted(evicted)
 
 
 MODEL_CACHE = _ModelCache(MAX_MODELS_IN_MEMORY)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from core.engine.kv import KVHandle
@@ -69,6 +69,12 @@ class PrefixCache:
                     self.hits += 1
                     return handle, cut
         return None, 0
+
+    def forget(self, belongs: Callable[[Hashable], bool]) -> None:
+        """Drop every kept cache whose model key ``belongs``: a model that left memory (its handles hold it)."""
+        with self._lock:
+            for key in [key for key in self._items if belongs(key[0])]:
+                self._release(self._items.pop(key))
 
     def _release(self, handle: KVHandle) -> None:
         store = id(handle.store)

@@ -7,11 +7,13 @@ probability within 1e-4) for prompts, steps continuing a cache and passes
 that return every position, one at a time or many at once.
 """
 
+import gc
+
 import pytest
 import torch
 
 from core import models
-from core.distributions import SamplingSettings, clear_memos
+from core.distributions import PREFIX_CACHE, SamplingSettings, clear_memos, next_token_distribution
 from core.engine.process import PROCESS_ENV, RemoteKV
 from core.finetune.adapters import resolve_adapter
 from core.generation import generate
@@ -100,3 +102,29 @@ def test_a_view_says_whether_its_passes_run_in_the_engine_process(lm, remote_lm)
     assert remote_lm.runs_in_engine_process and not lm.runs_in_engine_process
     assert runs_on_words(remote_lm) == "torch · float32, in an engine process of its own"
     assert runs_on_words(lm) == lm.runs_on == "torch · float32"
+
+
+def test_an_evicted_model_s_engine_process_ends_once_no_cache_handle_names_it(monkeypatch):
+    """A class server that switches models keeps no engine process (and its weights) of the model it dropped."""
+    from core import distributions
+
+    monkeypatch.setenv(PROCESS_ENV, "1")
+    cache = models._ModelCache(capacity=1)
+    cache.on_evict(distributions._forget_model)  # as core.distributions does on the server's cache
+    monkeypatch.setattr(models, "MODEL_CACHE", cache)
+    lm = load_model("embedded", device="cpu")
+    child, key = lm.process._process, lm.key
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    next_token_distribution(lm, ids)
+    assert PREFIX_CACHE.longest(lm.key, [*ids, 13])[0] is not None, "the distribution's cache is kept"
+    _, held = lm.forward(ids, None, True)  # a session still holding a handle
+    del lm
+    cache.clear()
+    assert PREFIX_CACHE.longest(key, [*ids, 13])[0] is None, "eviction dropped it"
+    gc.collect()
+    child.join(timeout=2)
+    assert child.is_alive(), "a handle still names a cache the child keeps"
+    del held
+    gc.collect()
+    child.join(timeout=30)
+    assert not child.is_alive(), "the last handle gone, the engine process ended"

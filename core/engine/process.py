@@ -71,7 +71,7 @@ class ProcessEngine(Passes[RemoteKV]):
 
     def __init__(self, model: Any, pad_id: int) -> None:
         context = torch.multiprocessing.get_context("spawn")  # fork would copy this process's threads' locks
-        self._conn, child = context.Pipe()
+        conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, model, pad_id), name="llm-lab-engine", daemon=True)
         main = sys.modules["__main__"]
         # A spawned child first re-runs the parent's main script (here Streamlit's command line, or pytest's);
@@ -82,17 +82,11 @@ class ProcessEngine(Passes[RemoteKV]):
         finally:
             sys.modules["__main__"] = main
         child.close()
-        if not self._conn.poll(START_TIMEOUT_S) or self._conn.recv() != "ready":
+        if not conn.poll(START_TIMEOUT_S) or conn.recv() != "ready":
             self._process.kill()
             raise ModelLoadError("The model's engine process did not start.")
-        self._futures: dict[int, Future] = {}
-        self._stores: weakref.WeakValueDictionary[int, RemoteStore] = weakref.WeakValueDictionary()
+        self._link = _Link(conn, self._process)
         self._ids = itertools.count(1)
-        self._send_lock = threading.Lock()
-        self._lock = threading.Lock()  # guards _futures and _stores
-        self._reader = threading.Thread(target=self._read, name="llm-lab-engine-replies", daemon=True)
-        self._reader.start()
-        weakref.finalize(self, _close, self._conn, self._process)
 
     def submit(self, ids: Sequence[int], past: RemoteKV | None, last_only: bool, adapter: Any = None) -> Future:
         """Queue one pass; the Future gives ``(float32 logits [len(ids) or 1, vocab], RemoteKV)``."""
@@ -102,49 +96,84 @@ class ProcessEngine(Passes[RemoteKV]):
             raise TypeError("past must be a RemoteKV this engine returned")
         future: Future = Future()
         request = next(self._ids)
-        with self._lock:
-            self._futures[request] = future
-        self._send(("pass", request, [int(i) for i in ids], None if past is None else past.handle, bool(last_only)))
+        with self._link.lock:
+            self._link.futures[request] = future
+        self._link.send(
+            ("pass", request, [int(i) for i in ids], None if past is None else past.handle, bool(last_only))
+        )
         return future
 
-    def _send(self, message: tuple) -> None:
+
+class _Link:
+    """The parent's end of the pipe, and the passes waiting on it.
+
+    The engine and every cache handle it gave out hold the link; when the last
+    of them goes, the link's finalizer closes the pipe and the child ends (an
+    evicted model's engine process goes with it). The thread that reads the
+    replies holds the link only weakly: holding it, the thread kept every
+    engine process alive for as long as the server ran.
+    """
+
+    def __init__(self, conn: Any, process: Any) -> None:
+        self.conn = conn
+        self.futures: dict[int, Future] = {}
+        self.stores: weakref.WeakValueDictionary[int, RemoteStore] = weakref.WeakValueDictionary()
+        self.lock = threading.Lock()  # guards futures and stores
+        self._send_lock = threading.Lock()
+        weakref.finalize(self, _close, conn, process)
+        reader = threading.Thread(target=_read_replies, args=(conn, weakref.ref(self)), daemon=True)
+        reader.name = "llm-lab-engine-replies"
+        reader.start()
+
+    def send(self, message: tuple) -> None:
         try:
             with self._send_lock:
-                self._conn.send(message)
+                self.conn.send(message)
         except (OSError, ValueError) as exc:  # the child is gone: say so to whoever waits
-            self._fail(exc)
+            self.fail(exc)
 
-    def _free(self, handle: int) -> None:
-        if not self._conn.closed:
-            self._send(("free", handle))
+    def free(self, handle: int) -> None:
+        if not self.conn.closed:
+            self.send(("free", handle))
 
-    def _read(self) -> None:
-        while True:
-            try:
-                request, logits, handle, store, nbytes, length = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self._fail(exc)
-                return
-            with self._lock:
-                future = self._futures.pop(request, None)
-                if handle is not None:
-                    shared = self._stores.get(store)
-                    if shared is None:
-                        shared = self._stores[store] = RemoteStore(store, nbytes)
-            if future is None:
-                continue
-            if handle is None:
-                future.set_exception(RuntimeError(logits))
-                continue
-            kv = RemoteKV(handle, shared, length)
-            weakref.finalize(kv, self._free, handle).atexit = False  # at exit the child goes with its pipe
-            future.set_result((torch.from_numpy(logits), kv))
+    def answer(self, request: int, logits: Any, handle: int | None, store: int, nbytes: int, length: int) -> None:
+        """One reply: the waiting pass's logits and a handle on the cache the child keeps (or its error)."""
+        with self.lock:
+            future = self.futures.pop(request, None)
+            if handle is not None:
+                shared = self.stores.get(store)
+                if shared is None:
+                    shared = self.stores[store] = RemoteStore(store, nbytes)
+        if future is None:
+            return
+        if handle is None:
+            future.set_exception(RuntimeError(logits))
+            return
+        kv = RemoteKV(handle, shared, length)
+        weakref.finalize(kv, self.free, handle).atexit = False  # at exit the child goes with its pipe
+        future.set_result((torch.from_numpy(logits), kv))
 
-    def _fail(self, exc: BaseException) -> None:
-        with self._lock:
-            waiting, self._futures = self._futures, {}
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            waiting, self.futures = self.futures, {}
         for future in waiting.values():
             future.set_exception(RuntimeError(f"The model's engine process stopped ({exc.__class__.__name__})."))
+
+
+def _read_replies(conn: Any, link: weakref.ref[_Link]) -> None:
+    while True:
+        try:
+            reply = conn.recv()
+        except (EOFError, OSError) as exc:
+            alive = link()
+            if alive is not None:
+                alive.fail(exc)
+            return
+        alive = link()
+        if alive is None:
+            return
+        alive.answer(*reply)
+        del alive
 
 
 def _close(conn: Any, process: Any) -> None:
