@@ -50,6 +50,19 @@ def test_prompts_sent_at_one_moment_get_the_answers_the_engine_here_gives(lm, re
         same_answer(logits[-1], lm.forward(i, None, last_only=True)[0][-1])
 
 
+def test_passes_sent_in_one_message_each_get_their_own_answer_and_a_bad_one_fails_alone(lm, remote_lm):
+    ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS[:2]]
+    _, past = remote_lm.forward(ids[0], None, last_only=True)
+    stale = RemoteKV(10**9, past.store, past.length)  # names no cache the child keeps
+    step = lm.tokenizer(" the")["input_ids"][-1]
+    wave = remote_lm.process.submit_many([(ids[1], None, True), ([step], stale, True), ([step], past, True)])
+    same_answer(wave[0].result()[0][-1], lm.forward(ids[1], None, last_only=True)[0][-1])
+    with pytest.raises(RuntimeError, match="KeyError"):
+        wave[1].result()
+    _, local_past = lm.forward(ids[0], None, last_only=True)
+    same_answer(wave[2].result()[0][-1], lm.forward([step], local_past, last_only=True)[0][-1])
+
+
 def test_a_cache_continued_in_the_engine_process_gives_every_step_as_here(lm, remote_lm):
     ids = lm.tokenizer(PROMPTS[1])["input_ids"]
     _, remote_past = remote_lm.forward(ids, None, last_only=True)

@@ -90,18 +90,25 @@ class ProcessEngine(Passes[RemoteKV]):
 
     def submit(self, ids: Sequence[int], past: RemoteKV | None, last_only: bool, adapter: Any = None) -> Future:
         """Queue one pass; the Future gives ``(float32 logits [len(ids) or 1, vocab], RemoteKV)``."""
+        return self.submit_many([(ids, past, last_only)], adapter)[0]
+
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[int], RemoteKV | None, bool]], adapter: Any = None
+    ) -> list[Future]:
+        """Queue several passes in one message: the child's engine finds them all waiting, as one wave."""
         if adapter is not None:
             raise ValueError("the engine process runs the base model only")
-        if past is not None and not isinstance(past, RemoteKV):
-            raise TypeError("past must be a RemoteKV this engine returned")
-        future: Future = Future()
-        request = next(self._ids)
+        passes = []
+        for ids, past, last_only in requests:
+            if past is not None and not isinstance(past, RemoteKV):
+                raise TypeError("past must be a RemoteKV this engine returned")
+            handle = None if past is None else past.handle
+            passes.append((next(self._ids), [int(i) for i in ids], handle, bool(last_only)))
+        futures: list[Future] = [Future() for _ in passes]
         with self._link.lock:
-            self._link.futures[request] = future
-        self._link.send(
-            ("pass", request, [int(i) for i in ids], None if past is None else past.handle, bool(last_only))
-        )
-        return future
+            self._link.futures.update((request, future) for (request, *_), future in zip(passes, futures, strict=True))
+        self._link.send(("passes", passes))
+        return futures
 
 
 class _Link:
@@ -223,11 +230,12 @@ def _serve(conn: Any, model: Any, pad_id: int) -> None:
         if message[0] == "free":
             handles.pop(message[1], None)
             continue
-        _, request, ids, past, last_only = message
-        try:
-            future = engine.submit(ids, handles[past] if past is not None else None, last_only)
-        except Exception as exc:
-            replies.put((request, f"{exc.__class__.__name__}: {exc}", None, None, None, None))
-            continue
-        future.add_done_callback(lambda f, request=request: answer(request, f))
+        with engine.at_one_moment():  # a wave sent at once is queued at once
+            for request, ids, past, last_only in message[1]:
+                try:
+                    future = engine.submit(ids, handles[past] if past is not None else None, last_only)
+                except Exception as exc:
+                    replies.put((request, f"{exc.__class__.__name__}: {exc}", None, None, None, None))
+                    continue
+                future.add_done_callback(lambda f, request=request: answer(request, f))
     replies.put(None)

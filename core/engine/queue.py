@@ -25,8 +25,8 @@ Handle = TypeVar("Handle")  # an engine's cache handle, handed back with the log
 class Passes(ABC, Generic[Handle]):
     """What every engine offers its callers: ``submit`` one pass, several at one moment, or one waited for.
 
-    The engines here (``PassQueue``) and the engine process (``ProcessEngine``)
-    differ only in ``submit`` and in what "at one moment" can hold (``_together``).
+    The engines here (``PassQueue``) hold their queue's lock while several are
+    queued (``at_one_moment``); the engine process sends them in one message.
     """
 
     @abstractmethod
@@ -37,7 +37,7 @@ class Passes(ABC, Generic[Handle]):
         self, requests: Sequence[tuple[Sequence[int], Handle | None, bool]], adapter: Any = None
     ) -> list[Future]:
         """Queue several passes ``(ids, past, last_only)`` at one moment, so that they can share batches."""
-        with self._together():
+        with self.at_one_moment():
             return [self.submit(ids, past, last_only, adapter) for ids, past, last_only in requests]
 
     def forward(
@@ -46,7 +46,7 @@ class Passes(ABC, Generic[Handle]):
         """One pass, waited for: what ``LoadedModel.forward`` calls."""
         return self.submit(ids, past, last_only, adapter).result()
 
-    def _together(self) -> AbstractContextManager[Any]:
+    def at_one_moment(self) -> AbstractContextManager[Any]:
         """Held while ``submit_many`` queues its passes (nothing by default: they go one after another)."""
         return nullcontext()
 
@@ -62,7 +62,7 @@ class PassQueue(Passes[Handle], Generic[Queued, Handle]):
         self._cond = threading.Condition()  # guards the queue and the worker
         self._worker: threading.Thread | None = None
 
-    def _together(self) -> AbstractContextManager[Any]:
+    def at_one_moment(self) -> AbstractContextManager[Any]:
         return self._cond  # the worker cannot take the queue until every pass is on it
 
     def _enqueue(self, request: Queued) -> None:
