@@ -279,25 +279,8 @@ class Engine(PassQueue[Request, KVHandle]):
             valid[i, T - r.q : T] = True
         mask = valid[:, :T]
         keep = max(1 if r.last_only else r.q for r in rows)
-        started = time.perf_counter()
-        device = self._kv.device
-        with self.lock:
-            # Adapters are read and switched outside inference mode: weights made inside it could never be
-            # switched again (peft sets requires_grad on them when it enables an adapter's layers).
-            model, extra = self._adapters_for(rows)
-            with torch.inference_mode():
-                out = model(
-                    input_ids=input_ids.to(device),
-                    attention_mask=None if bool(mask.all()) else mask.to(device),
-                    position_ids=position_ids.to(device),
-                    cache=SlabCache(slab[..., :T, :], P),
-                    use_cache=True,
-                    logits_to_keep=keep,
-                    **extra,
-                )
-            self.forward_calls += n
-        logits = out.logits.float().cpu()  # [n, keep, vocab]
-        self.stats.seconds_forward += time.perf_counter() - started
+        cache = SlabCache(slab[..., :T, :], P)
+        logits = self._forward(rows, input_ids, None if bool(mask.all()) else mask, position_ids, cache, keep)
         results: list[Any] = [None] * n
         for i, (j, r) in enumerate(zip(order, rows, strict=True)):
             kept_rows = logits[i, keep - 1 :] if r.last_only else logits[i, keep - r.q :]
@@ -308,6 +291,40 @@ class Engine(PassQueue[Request, KVHandle]):
             self._kept = _Kept(slab, valid, stores, [r.p + r.q for r in rows], T)
         self.stats.count(rows, n * T, kept=layout.kept)
         return results
+
+    def _forward(
+        self,
+        rows: list[Request],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        cache: SlabCache,
+        logits_to_keep: int | torch.Tensor,
+    ) -> torch.Tensor:
+        """The model's pass over a batch's inputs (on the CPU), under the model's lock: float32 logits on the CPU."""
+        assert self._kv is not None
+        device = self._kv.device
+        started = time.perf_counter()
+        with self.lock:
+            # Adapters are read and switched outside inference mode: weights made inside it could never be
+            # switched again (peft sets requires_grad on them when it enables an adapter's layers).
+            model, extra = self._adapters_for(rows)
+            with torch.inference_mode():
+                out = model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=None if attention_mask is None else attention_mask.to(device),
+                    position_ids=position_ids.to(device),
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=logits_to_keep.to(device)
+                    if isinstance(logits_to_keep, torch.Tensor)
+                    else logits_to_keep,
+                    **extra,
+                )
+            self.forward_calls += len(rows)
+        logits = out.logits.float().cpu()  # [rows, kept positions, vocab]
+        self.stats.seconds_forward += time.perf_counter() - started
+        return logits
 
     def _run_packed(self, batch: list[Request]) -> list[tuple[torch.Tensor, KVHandle]]:
         """One pass over ``batch`` as a single packed row; results in the order of ``batch``.
@@ -339,23 +356,7 @@ class Engine(PassQueue[Request, KVHandle]):
             spans.append((new, len(keep)))
             keep.extend([new + r.q - 1] if r.last_only else range(new, new + r.q))
             past, new = past + r.p, new + r.q
-        started = time.perf_counter()
-        device = kv.device
-        with self.lock:
-            model, extra = self._adapters_for(batch)
-            with torch.inference_mode():
-                out = model(
-                    input_ids=input_ids.to(device),
-                    attention_mask=mask.to(device),
-                    position_ids=position_ids.to(device),
-                    cache=SlabCache(slab, P),
-                    use_cache=True,
-                    logits_to_keep=torch.tensor(keep, device=device),
-                    **extra,
-                )
-            self.forward_calls += len(batch)
-        logits = out.logits.float().cpu()[0]  # [kept positions, vocab]
-        self.stats.seconds_forward += time.perf_counter() - started
+        logits = self._forward(batch, input_ids, mask, position_ids, SlabCache(slab, P), torch.tensor(keep))[0]
         results = []
         for r, (first, row) in zip(batch, spans, strict=True):
             kept = 1 if r.last_only else r.q
